@@ -1,0 +1,47 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= $(shell scripts/find-python)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv lint check-migrations clean chaos
+
+$(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Run the demo on SQLite: migrate, enqueue sample jobs, run a worker until they finish.
+demo: venv
+	$(BIN)/python testproject/manage.py migrate --verbosity 0
+	$(BIN)/python testproject/manage.py demo
+
+## Run the whole test suite (SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
+test: venv
+	scripts/ensure-browser || echo "the admin's browser tests will be skipped"
+	$(BIN)/python testproject/manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The fault suite at full scale on PostgreSQL (restarts the local PostgreSQL!), then
+## rewrite docs/reliability.md from its figures. The default suite runs it at a small scale.
+chaos: venv
+	command -v faketime >/dev/null || apt-get install -y -qq faketime || true
+	rm -f .chaos.jsonl
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+	EDGEJOBS_TEST_DB=test_edgejobs_chaos EDGEJOBS_FAULTS=full \
+	EDGEJOBS_FAULTS_REPORT=$(CURDIR)/.chaos.jsonl \
+		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings $(PYTEST_ARGS)
+	EDGEJOBS_TEST_DB=test_edgejobs_chaos EDGEJOBS_FAULTS=full \
+	EDGEJOBS_FAULTS_REPORT=$(CURDIR)/.chaos.jsonl \
+		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14"
+	$(BIN)/python tests/acceptance/faults/report.py .chaos.jsonl docs/reliability.md
+
+lint: venv
+	$(BIN)/ruff check django_edgejobs tests testproject
+
+clean:
+	rm -rf $(VENV) testproject/db.sqlite3* testproject/.test-db*

@@ -1,0 +1,82 @@
+"""django-edgejobs: durable background jobs and an edge cache for Django.
+
+The public API is re-exported here lazily, so importing the package never imports models
+(it is safe from settings-time code).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import EdgeJobsError, InvalidPayload, PermanentError, Retry, UnknownJobType
+
+__version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "job": "registry",
+    "enqueue": "services.enqueue",
+    "enqueue_many": "services.enqueue",
+    "enqueue_on_commit": "services.enqueue",
+    "get_job": "services.jobs",
+    "list_jobs": "services.jobs",
+    "get_jobs_by_tags": "services.jobs",
+    "get_job_events": "services.jobs",
+    "cancel_job": "services.lifecycle",
+    "cancel_all_upcoming": "services.lifecycle",
+    "retry_job": "services.lifecycle",
+    "edit_job": "services.lifecycle",
+    "complete_token": "services.tokens",
+    "get_token": "services.tokens",
+    "expire_timed_out_tokens": "services.tokens",
+    "TokenResult": "services.tokens",
+    "add_cron": "services.schedules",
+    "pause_cron": "services.schedules",
+    "resume_cron": "services.schedules",
+    "edit_cron": "services.schedules",
+    "remove_cron": "services.schedules",
+    "list_crons": "services.schedules",
+    "trigger_cron": "services.schedules",
+    "reclaim_stuck_jobs": "runtime.supervisor",
+    "cleanup_old_jobs": "runtime.supervisor",
+    "cleanup_old_job_events": "runtime.supervisor",
+}
+
+__all__ = [
+    "EdgeJobsError",
+    "InvalidPayload",
+    "PermanentError",
+    "Retry",
+    "UnknownJobType",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import job
+    from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
+    from .services.enqueue import enqueue, enqueue_many, enqueue_on_commit
+    from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs
+    from .services.lifecycle import cancel_all_upcoming, cancel_job, edit_job, retry_job
+    from .services.schedules import (
+        add_cron,
+        edit_cron,
+        list_crons,
+        pause_cron,
+        remove_cron,
+        resume_cron,
+        trigger_cron,
+    )
+    from .services.tokens import TokenResult, complete_token, expire_timed_out_tokens, get_token
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_edgejobs' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,118 @@
+"""How the admin shows stored values: redacted, pretty, truncated. Pure functions, no HTML.
+
+Templates escape what these return; nothing here marks text safe.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+MASK = "********"
+#: A string value longer than this is cut inside the JSON tree.
+MAX_STRING = 2_000
+#: The pretty text of one value (payload, result, steps...) is cut past this.
+MAX_TEXT = 20_000
+#: Tracebacks keep their end (where the error is), up to this many characters.
+MAX_TRACEBACK = 10_000
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def _norm(key: str) -> str:
+    return _NOT_ALNUM.sub("", key.lower())
+
+
+def redact_keys() -> tuple[str, ...]:
+    from ..conf import get_settings
+
+    return tuple(k for k in (_norm(str(k)) for k in get_settings().REDACT_KEYS) if k)
+
+
+def is_secret(key: Any, keys: Iterable[str]) -> bool:
+    """True when ``key`` names a secret: one of ``keys`` appears in it, ignoring case and
+    punctuation ("X-Api-Key" and "apiKey" match "api_key"; "access_token" matches "token")."""
+    name = _norm(str(key))
+    return any(k in name for k in keys)
+
+
+def redact(value: Any, keys: Iterable[str] | None = None) -> Any:
+    """A copy of a JSON value with the values of secret keys masked, at any depth."""
+    keys = tuple(redact_keys() if keys is None else keys)
+    if isinstance(value, dict):
+        return {k: (MASK if is_secret(k, keys) else redact(v, keys)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, keys) for v in value]
+    return value
+
+
+def _shorten_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… ({len(value) - limit:,} more characters)"
+    if isinstance(value, dict):
+        return {k: _shorten_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten_strings(v, limit) for v in value]
+    return value
+
+
+def truncate(text: str, limit: int = MAX_TEXT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit:,} more characters not shown)"
+
+
+def truncate_start(text: str, limit: int = MAX_TRACEBACK) -> str:
+    """Keep the end of ``text`` (a traceback's last lines name the error)."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit:,} earlier characters not shown)\n{text[-limit:]}"
+
+
+def pretty_json(value: Any, *, limit: int = MAX_TEXT, string_limit: int = MAX_STRING,
+                keys: Iterable[str] | None = None) -> str:
+    """Indented JSON of ``value`` with secrets masked and long values cut."""
+    safe = _shorten_strings(redact(value, keys), string_limit)
+    text = json.dumps(safe, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    return truncate(text, limit)
+
+
+def short_json(value: Any, limit: int = 120) -> str:
+    """One line of JSON for lists, secrets masked."""
+    text = json.dumps(redact(value), ensure_ascii=False, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def human_duration(delta: timedelta | float | None) -> str:
+    """'850 ms', '12.3 s', '4 min 5 s', '2 h 10 min', '3 d 4 h'."""
+    if delta is None:
+        return "—"
+    seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 1:
+        return f"{sign}{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{sign}{seconds:.1f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{sign}{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{sign}{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days} d {hours} h"
+
+
+def age(then: datetime | None, now: datetime) -> str:
+    return "—" if then is None else human_duration(now - then)
+
+
+def when(value: datetime | None) -> str:
+    """A compact local time: '2026-05-01 09:00:03'."""
+    from django.utils import timezone
+
+    return "—" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")

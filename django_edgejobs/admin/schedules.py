@@ -1,0 +1,234 @@
+"""Cron schedules: the list in words with the next runs, pause/resume/run-now actions, and a
+form that validates through the services and saves with add_cron / edit_cron."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from ..models import CronSchedule, CronTick
+from ..services import schedules as services
+from .base import GuardedActionsMixin, log_change
+
+FIELDS = ["name", "cron", "timezone", "type", "payload", "enabled", "allow_overlap", "queue",
+          "priority", "tags", "max_attempts", "retry_delay", "retry_backoff", "retry_delay_max",
+          "timeout"]
+
+
+def _message(exc: Exception) -> str:
+    return str(exc)
+
+
+class CronScheduleForm(forms.ModelForm):
+    type = forms.ChoiceField(help_text="A job type registered with @job.")
+    timezone = forms.CharField(initial="UTC", max_length=64,
+                               help_text="An IANA name, e.g. UTC or America/New_York.")
+    payload = forms.JSONField(required=False, initial=dict, help_text="A JSON object.")
+    tags = forms.JSONField(required=False, initial=list,
+                           help_text='A JSON list of strings, e.g. ["reports"].')
+
+    class Meta:
+        model = CronSchedule
+        fields = FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from ..registry import get_registry
+
+        super().__init__(*args, **kwargs)
+        names = get_registry().names()
+        current = self.instance.type if self.instance.pk else None
+        if current and current not in names:  # keep an unregistered type visible, marked
+            names = [*names, current]
+        cast(Any, self.fields["type"]).choices = [("", "---------")] + [
+            (n, n if n in get_registry() else f"{n} (not registered)") for n in names]
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+
+    def clean_cron(self) -> str:
+        try:
+            return services.parse_expression(self.cleaned_data.get("cron"), where="expression")
+        except ValueError as exc:
+            raise forms.ValidationError(_message(exc)) from None
+
+    def clean_timezone(self) -> str:
+        try:
+            return services.get_zone(self.cleaned_data.get("timezone"), where="time zone").key
+        except ValueError as exc:
+            raise forms.ValidationError(_message(exc)) from None
+
+    def clean_type(self) -> str:
+        try:
+            return services.check_type(self.cleaned_data.get("type"), where="job type")
+        except ValueError as exc:
+            raise forms.ValidationError(_message(exc)) from None
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data.get("name")
+        if self.instance.pk:
+            return self.instance.name
+        try:
+            return services.check_name(name, where="name")
+        except ValueError as exc:
+            raise forms.ValidationError(_message(exc)) from None
+
+    def definition(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        values = {k: data.get(k) for k in services.DEFINITION_KEYS}
+        values["queue"] = values["queue"] or None
+        values["payload"] = {} if values["payload"] is None else values["payload"]
+        values["tags"] = [] if values["tags"] is None else values["tags"]
+        return values
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            services.clean_definition(self.definition(), where="schedule")
+        except ValueError as exc:
+            raise forms.ValidationError(_message(exc)) from None
+        return data
+
+
+@admin.register(CronSchedule)
+class CronScheduleAdmin(GuardedActionsMixin, admin.ModelAdmin):
+    form = CronScheduleForm
+    list_display = ["name", "status_badge", "schedule", "type", "next_runs", "last_run",
+                    "source"]
+    list_filter = ["enabled", "source"]
+    search_fields = ["name", "type"]
+    actions = ["pause_selected", "resume_selected", "run_now_selected"]
+    readonly_fields = ["schedule", "next_runs", "source", "last_run", "last_job_link",
+                       "recent_ticks", "created_at", "updated_at"]
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        definition = (None, {"fields": ["name", "cron", "timezone", "type", "payload",
+                                        "enabled", "allow_overlap"]})
+        options = ("Job options (empty: the job type's default)",
+                   {"fields": ["queue", "priority", "tags", "max_attempts", "retry_delay",
+                               "retry_backoff", "retry_delay_max", "timeout"]})
+        if obj is None:
+            return [definition, options]
+        state = ("State", {"fields": ["schedule", "next_runs", "source", "last_run",
+                                      "last_job_link", "recent_ticks", "created_at",
+                                      "updated_at"]})
+        return [state, definition, options]
+
+    # -- the list -------------------------------------------------------------------------
+
+    @admin.display(description="status", ordering="enabled")
+    def status_badge(self, obj: CronSchedule) -> str:
+        return format_html('<span class="ej-badge ej-{}">{}</span>', obj.status, obj.status)
+
+    @admin.display(description="schedule")
+    def schedule(self, obj: CronSchedule) -> str:
+        try:
+            return format_html("{}<br><code>{}</code>", obj.describe(), obj.cron)
+        except ValueError as exc:
+            return format_html('<span class="ej-badge ej-error">invalid</span> {}', exc)
+
+    @admin.display(description="next 5 runs")
+    def next_runs(self, obj: CronSchedule) -> str:
+        if not obj.enabled:
+            return "paused"
+        try:
+            times = obj.next_fire_times(5)
+        except ValueError as exc:
+            return str(exc)
+        return format_html_join(mark_safe("<br>"), "{}",
+                                ((t.strftime("%Y-%m-%d %H:%M:%S %Z"),) for t in times))
+
+    @admin.display(description="last run", ordering="last_tick_at")
+    def last_run(self, obj: CronSchedule) -> str:
+        if not obj.last_outcome:
+            return "never"
+        when = obj.last_run_at or obj.last_tick_at
+        return format_html('<span class="ej-badge ej-{}">{}</span> {}', obj.last_outcome,
+                           obj.last_outcome, when.strftime("%Y-%m-%d %H:%M:%S %Z") if when
+                           else "")
+
+    @admin.display(description="last job")
+    def last_job_link(self, obj: CronSchedule) -> str:
+        if obj.last_job_id is None:
+            return "—"
+        url = reverse("admin:django_edgejobs_job_change", args=[obj.last_job_id])
+        return format_html('<a href="{}">{}</a>', url, obj.last_job_id)
+
+    @admin.display(description="recent ticks")
+    def recent_ticks(self, obj: CronSchedule) -> str:
+        ticks = CronTick.objects.filter(schedule=obj).order_by("-tick_at")[:10]
+        rows = format_html_join(
+            "", '<tr><td>{}</td><td><span class="ej-badge ej-{}">{}</span></td><td>{}</td>'
+                "<td>{}</td></tr>",
+            ((t.tick_at.strftime("%Y-%m-%d %H:%M:%S %Z"), t.outcome, t.outcome,
+              str(t.job_id or "—"), t.reason[:300]) for t in ticks))
+        if not rows:
+            return "none yet"
+        return format_html("<table><thead><tr><th>tick</th><th>outcome</th><th>job</th>"
+                           "<th>reason</th></tr></thead><tbody>{}</tbody></table>", rows)
+
+    # -- saving through the services ------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: CronSchedule, form: CronScheduleForm,
+                   change: bool) -> None:
+        values = form.definition()
+        if change:
+            services.edit_cron(obj.name, **values)
+        else:
+            created = services.add_cron(obj.name, values.pop("cron"), values.pop("type"),
+                                        values.pop("payload"), **values)
+            obj.pk = created.pk
+            obj._state.adding = False
+            obj._state.db = created._state.db
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: CronSchedule) -> None:
+        services.remove_cron(obj.name)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for name in queryset.values_list("name", flat=True):
+            services.remove_cron(name)
+
+    # -- actions (the change permission) --------------------------------------------------
+
+    def _apply(self, request: HttpRequest, queryset, fn, verb: str) -> None:
+        names = list(queryset.values_list("name", flat=True)[:1000])
+        done = [n for n in names if fn(n)]
+        if done:
+            log_change(request, CronSchedule.objects.filter(name__in=done),
+                       f"{verb.capitalize()} (admin action)")
+            self.message_user(request, f"{verb.capitalize()}: {', '.join(done)}.",
+                              messages.SUCCESS)
+        skipped = [n for n in names if n not in done]
+        if skipped:
+            self.message_user(request, f"Not {verb} (already so): {', '.join(skipped)}.",
+                              messages.WARNING)
+
+    @admin.action(permissions=["change"], description="Pause selected schedules")
+    def pause_selected(self, request: HttpRequest, queryset) -> None:
+        self._apply(request, queryset, services.pause_cron, "paused")
+
+    @admin.action(permissions=["change"], description="Resume selected schedules")
+    def resume_selected(self, request: HttpRequest, queryset) -> None:
+        self._apply(request, queryset, services.resume_cron, "resumed")
+
+    @admin.action(permissions=["change"], description="Run selected schedules now")
+    def run_now_selected(self, request: HttpRequest, queryset) -> None:
+        names = list(queryset.values_list("name", flat=True)[:100])
+        for name in names:
+            try:
+                job = services.trigger_cron(name)
+            except ValueError as exc:  # e.g. its job type is no longer registered
+                self.message_user(request, f"{name}: {exc}", messages.ERROR)
+                continue
+            url = reverse("admin:django_edgejobs_job_change", args=[job.pk])
+            log_change(request, CronSchedule.objects.filter(name=name),
+                       f"Run now (admin action): job {job.pk}")
+            self.message_user(request, format_html('{}: enqueued job <a href="{}">{}</a>.',
+                                                   name, url, job.pk), messages.SUCCESS)

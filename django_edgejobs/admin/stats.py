@@ -1,0 +1,235 @@
+"""What the dashboard shows, read with queries whose cost is bounded by a time window or by
+the live backlog, never by the size of the job table (docs/howto/admin.md, "How fast").
+
+- Active jobs (pending, waiting, processing) are counted in full: through the partial claim
+  index and the (status, completed_at) index they cost what the backlog holds, not what
+  history holds.
+- Finished jobs are counted over windows (the last hour per queue; the last 24 hours from
+  the hourly chart) by range scans of the (status, completed_at) index.
+- Throughput is one GROUP BY per window over the same index (``Store.finished_histogram``,
+  whose bucket arithmetic is vendor SQL).
+- Wait and run times are sampled: at most ``SAMPLE`` latest completions per bucket.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from django.db.models import Count, Min
+
+from ..conf import get_settings
+from ..models import CronSchedule, Job, Worker
+from ..models.job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
+from .filters import OVERDUE_AFTER
+
+SAMPLE = 100
+MAX_WORKERS = 50
+MAX_SCHEDULES = 500
+STATUS_COLUMNS = [s.value for s in (*ACTIVE_STATUSES, *FINISHED_STATUSES)]
+#: Columns counted over the last hour only.
+FINISHED_COLUMNS = [s.value for s in FINISHED_STATUSES]
+
+
+@dataclass
+class Buckets:
+    """Consecutive time buckets ending at ``end``."""
+
+    end: datetime
+    size: timedelta
+    count: int
+
+    @property
+    def start(self) -> datetime:
+        return self.end - self.size * self.count
+
+    def edges(self) -> list[tuple[datetime, datetime]]:
+        start = self.start
+        return [(start + self.size * i, start + self.size * (i + 1)) for i in range(self.count)]
+
+
+def floor_time(when: datetime, size: timedelta) -> datetime:
+    seconds = int(size.total_seconds())
+    epoch = int(when.timestamp())
+    return when - timedelta(seconds=epoch % seconds, microseconds=when.microsecond)
+
+
+def hour_buckets(now: datetime) -> Buckets:
+    """60 one-minute buckets; the last one is the current, partial minute."""
+    size = timedelta(minutes=1)
+    return Buckets(floor_time(now, size) + size, size, 60)
+
+
+def day_buckets(now: datetime) -> Buckets:
+    size = timedelta(hours=1)
+    return Buckets(floor_time(now, size) + size, size, 24)
+
+
+def throughput(buckets: Buckets) -> dict[str, list[int]]:
+    """Jobs completed and failed per bucket: one index-only query (the store's SQL)."""
+    from ..store import get_store
+
+    return get_store().finished_histogram(buckets.start, int(buckets.size.total_seconds()),
+                                          buckets.count)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (``p`` in 0..100) of unsorted values; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, int(-(-p * len(ordered) // 100)))  # ceil(p/100 * n)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency(buckets: Buckets, sample: int = SAMPLE) -> dict[str, list[float | None]]:
+    """p50/p95 of wait (due -> started) and run (started -> completed) seconds per bucket,
+    from the latest ``sample`` completions of each bucket."""
+    out: dict[str, list[float | None]] = defaultdict(list)
+    for lo, hi in buckets.edges():
+        rows = (Job.objects.filter(status=JobStatus.COMPLETED, completed_at__gte=lo,
+                                   completed_at__lt=hi)
+                .order_by("-completed_at").values_list("run_at", "started_at", "completed_at")
+                [:sample])
+        waits, runs = [], []
+        for run_at, started, completed in rows:
+            if started is not None and completed is not None:
+                waits.append(max((started - run_at).total_seconds(), 0.0))
+                runs.append(max((completed - started).total_seconds(), 0.0))
+        for name, values in (("wait", waits), ("run", runs)):
+            out[f"{name}_p50"].append(percentile(values, 50))
+            out[f"{name}_p95"].append(percentile(values, 95))
+    return dict(out)
+
+
+@dataclass
+class QueueRow:
+    queue: str
+    counts: dict[str, int] = field(default_factory=dict)
+    due: int = 0
+    oldest_due: datetime | None = None
+
+
+def queues(now: datetime) -> list[QueueRow]:
+    """Per queue: active jobs by status, due pending jobs and the oldest due time, and jobs
+    finished in the last hour by status."""
+    rows: dict[str, QueueRow] = {}
+
+    def row(name: str) -> QueueRow:
+        return rows.setdefault(name, QueueRow(name))
+
+    for name in get_settings().QUEUES:
+        row(name)
+    for item in (Job.objects.filter(status__in=ACTIVE_STATUSES).order_by()
+                 .values("queue", "status").annotate(n=Count("pk"))):
+        row(item["queue"]).counts[item["status"]] = item["n"]
+    for due in (Job.objects.filter(status=JobStatus.PENDING, run_at__lte=now).order_by()
+                 .values("queue").annotate(n=Count("pk"), oldest=Min("run_at"))):
+        r = row(due["queue"])
+        r.due, r.oldest_due = due["n"], due["oldest"]
+    for item in (Job.objects.filter(status__in=FINISHED_STATUSES,
+                                    completed_at__gte=now - timedelta(hours=1)).order_by()
+                 .values("queue", "status").annotate(n=Count("pk"))):
+        row(item["queue"]).counts[item["status"]] = item["n"]
+    return sorted(rows.values(), key=lambda r: r.queue)
+
+
+def failure_rate(totals: dict[str, int]) -> float | None:
+    done = totals.get(JobStatus.COMPLETED, 0) + totals.get(JobStatus.FAILED, 0)
+    return None if done == 0 else totals.get(JobStatus.FAILED, 0) / done
+
+
+@dataclass
+class WorkerRow:
+    worker: Worker
+    alive: bool
+    heartbeat_age: timedelta
+    running: list[dict[str, Any]]
+    running_count: int
+
+
+def workers(now: datetime, per_worker: int = 5) -> list[WorkerRow]:
+    """Workers not marked stopped, alive ones first, with the jobs they hold."""
+    timeout = timedelta(seconds=get_settings().WORKER_TIMEOUT)
+    found = list(Worker.objects.filter(stopped_at__isnull=True)
+                 .order_by("-last_heartbeat")[:MAX_WORKERS])
+    running: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    counts: dict[str, int] = {}
+    if found:
+        ids = [w.id for w in found]
+        for item in (Job.objects.filter(status=JobStatus.PROCESSING, lease_owner__in=ids)
+                     .order_by().values("lease_owner").annotate(n=Count("pk"))):
+            counts[item["lease_owner"]] = item["n"]
+        for job in (Job.objects.filter(status=JobStatus.PROCESSING, lease_owner__in=ids)
+                    .order_by("started_at")
+                    .values("id", "type", "lease_owner", "started_at", "progress")
+                    [:per_worker * len(ids)]):
+            if len(running[job["lease_owner"]]) < per_worker:
+                running[job["lease_owner"]].append(dict(job))
+    return [WorkerRow(w, w.last_heartbeat >= now - timeout, now - w.last_heartbeat,
+                      running[w.id], counts.get(w.id, 0)) for w in found]
+
+
+@dataclass
+class CronRun:
+    schedule: CronSchedule
+    at: datetime
+    error: str = ""
+
+
+def next_cron_runs(now: datetime, limit: int = 10) -> list[CronRun]:
+    runs = []
+    for schedule in CronSchedule.objects.filter(enabled=True).order_by("name")[:MAX_SCHEDULES]:
+        try:
+            at = schedule.times.next(now)
+        except ValueError as exc:  # an expression that a newer croniter refuses
+            runs.append(CronRun(schedule, now, str(exc)))
+            continue
+        runs.append(CronRun(schedule, at.astimezone(schedule.times.zone)))
+    runs.sort(key=lambda r: r.at)
+    return runs[:limit]
+
+
+def collect(now: datetime) -> dict[str, Any]:
+    """Everything the dashboard shows, as of ``now`` (the database's clock)."""
+    settings = get_settings()
+    queue_rows = queues(now)
+    due = sum(r.due for r in queue_rows)
+    oldest = min((r.oldest_due for r in queue_rows if r.oldest_due), default=None)
+    hour, day = hour_buckets(now), day_buckets(now)
+    throughput_hour, throughput_day = throughput(hour), throughput(day)
+    # The windows' totals come from queries made anyway: the per-queue counts of the last
+    # hour, and the 24 hourly buckets of the day chart (so the card matches the chart).
+    totals_1h = {status: sum(r.counts.get(status, 0) for r in queue_rows)
+                 for status in FINISHED_COLUMNS}
+    totals_24h = {status: sum(throughput_day[status])
+                  for status in (JobStatus.COMPLETED, JobStatus.FAILED)}
+    latency_hour = Buckets(hour.end, timedelta(minutes=5), 12)
+    worker_rows = workers(now)
+    return {
+        "now": now,
+        "queues": queue_rows,
+        "totals": {status: sum(r.counts.get(status, 0) for r in queue_rows)
+                   for status in STATUS_COLUMNS},
+        "due": due,
+        "oldest_due": oldest,
+        "oldest_due_age": (now - oldest) if oldest else None,
+        "totals_1h": totals_1h,
+        "totals_24h": totals_24h,
+        "failure_rate_1h": failure_rate(totals_1h),
+        "failure_rate_24h": failure_rate(cast(dict[str, int], totals_24h)),
+        "stuck": Job.objects.stuck(settings.WORKER_TIMEOUT, now=now).count(),
+        "overdue": Job.objects.overdue(OVERDUE_AFTER, now=now).count(),
+        "hour": hour,
+        "day": day,
+        "throughput_hour": throughput_hour,
+        "throughput_day": throughput_day,
+        "latency_buckets": latency_hour,
+        "latency_hour": latency(latency_hour),
+        "latency_day": latency(day, sample=SAMPLE // 2),  # 24 buckets: half as many each
+        "workers": worker_rows,
+        "workers_alive": sum(1 for w in worker_rows if w.alive),
+        "cron": next_cron_runs(now),
+    }

@@ -1,0 +1,34 @@
+"""Edge cache backends: ``RedisEdgeCache`` (django-redis) and ``DatabaseEdgeCache`` (a table).
+
+Both are complete Django cache backends with the same additions (metadata, counters, listings,
+namespace flush, rate limits). Importing this package imports neither redis nor the models: the
+backends load on first use, so ``DatabaseEdgeCache`` works without redis installed.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .base import RateLimit
+
+__all__ = ["DatabaseEdgeCache", "RateLimit", "RedisEdgeCache"]
+
+_LAZY = {"RedisEdgeCache": ".redis", "DatabaseEdgeCache": ".db"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .db import DatabaseEdgeCache
+    from .redis import RedisEdgeCache
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,228 @@
+"""System checks for the EDGEJOBS setting and the database it runs on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import unknown_keys
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    problems: list = []
+    raw = getattr(settings, "EDGEJOBS", None)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return [Error("EDGEJOBS must be a dict", hint="EDGEJOBS = {'QUEUES': ['default']}",
+                      id="edgejobs.E001")]
+    for key, close in unknown_keys(raw):
+        problems.append(Error(
+            f"EDGEJOBS has an unknown key {key!r}",
+            hint=f"Did you mean {close!r}?" if close else "See the settings reference.",
+            id="edgejobs.E002",
+        ))
+    if not getattr(settings, "USE_TZ", True):
+        problems.append(Error(
+            "django-edgejobs needs USE_TZ = True (job times are timezone-aware)",
+            hint="Set USE_TZ = True in your settings.", id="edgejobs.E003",
+        ))
+    for name, value in raw.items():
+        problem = _value_problem(name, value)
+        if problem:
+            code = "edgejobs.E004" if name in ("QUEUES", "REDACT_KEYS") else "edgejobs.E005"
+            shown = "" if code == "edgejobs.E004" else f", got {value!r}"
+            problems.append(Error(f"EDGEJOBS[{name!r}] {problem}{shown}",
+                                  hint=_HINTS.get(name), id=code))
+    hb, timeout = raw.get("HEARTBEAT_INTERVAL", 5.0), raw.get("WORKER_TIMEOUT", 30.0)
+    if isinstance(hb, int | float) and isinstance(timeout, int | float) and timeout <= 2 * hb:
+        problems.append(Warning(
+            "EDGEJOBS['WORKER_TIMEOUT'] is not more than twice HEARTBEAT_INTERVAL: one late "
+            "heartbeat would get a live worker's jobs reclaimed",
+            hint="Keep WORKER_TIMEOUT at least 3x HEARTBEAT_INTERVAL.", id="edgejobs.W001",
+        ))
+    return problems
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_POSITIVE_INT = ("CONCURRENCY", "MAX_PAYLOAD_BYTES", "DEFAULT_MAX_ATTEMPTS",
+                 "TOKEN_CALLBACK_MAX_BYTES")
+_NON_NEGATIVE_INT = ("BATCH_SIZE", "MAX_ERROR_HISTORY")
+_POSITIVE_SECONDS = ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_TIMEOUT",
+                     "SUPERVISOR_INTERVAL", "PRUNE_INTERVAL")
+_NON_NEGATIVE_NUMBER = ("SHUTDOWN_TIMEOUT", "DEFAULT_RETRY_DELAY", "DEFAULT_RETRY_DELAY_MAX",
+                        "KEEP_FINISHED_DAYS", "KEEP_EVENTS_DAYS")
+_HINTS = {
+    "QUEUES": "For example ['default', 'emails'].",
+    "DEFAULT_RETRY_BACKOFF": "True or False.",
+}
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    """Why a known EDGEJOBS value is unusable, or None."""
+    if name in ("QUEUES", "REDACT_KEYS"):
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(
+                isinstance(q, str) and q for q in value):
+            return "must be a list of queue names" if name == "QUEUES" else (
+                "must be a list of key names")
+        if name == "QUEUES" and not value:
+            return "must name at least one queue"
+    elif name in _POSITIVE_INT:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return "must be a positive integer"
+    elif name in _NON_NEGATIVE_INT:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return "must be an integer >= 0"
+    elif name in _POSITIVE_SECONDS:
+        if not _is_number(value) or value <= 0:
+            return "must be a positive number of seconds"
+    elif name in _NON_NEGATIVE_NUMBER:
+        if not _is_number(value) or value < 0:
+            return "must be a number >= 0"
+    elif name == "DEFAULT_RETRY_BACKOFF" and not isinstance(value, bool):
+        return "must be True or False"
+    return None
+
+
+_CRON_HINT = ("Each entry: {'cron': '0 9 * * 1-5', 'type': 'app.job', 'payload': {}, "
+              "'timezone': 'UTC'}; see the cron how-to.")
+
+
+@register(Tags.compatibility)
+def check_cron(app_configs: Any = None, **kwargs: Any) -> list:
+    """EDGEJOBS["CRON"]: each entry must be a schedule add_cron would accept."""
+    from .registry import get_registry
+    from .services import schedules
+
+    raw = getattr(settings, "EDGEJOBS", None)
+    declared = raw.get("CRON") if isinstance(raw, dict) else None
+    if declared is None:
+        return []
+    if not isinstance(declared, dict):
+        return [Error("EDGEJOBS['CRON'] must be a dict of schedule name -> schedule",
+                      hint=_CRON_HINT, id="edgejobs.E010")]
+    problems: list = []
+    for name, entry in declared.items():
+        where = f"EDGEJOBS['CRON'][{name!r}]"
+        if not isinstance(entry, dict):
+            problems.append(Error(f"{where} must be a dict, got {type(entry).__name__}",
+                                  hint=_CRON_HINT, id="edgejobs.E010"))
+            continue
+        found = len(problems)
+        try:
+            schedules.parse_expression(entry.get("cron"), where=where)
+        except ValueError as exc:
+            problems.append(Error(str(exc), hint="5 fields (minute hour day-of-month month "
+                                  "day-of-week), or 6 with seconds last.", id="edgejobs.E011"))
+        try:
+            schedules.get_zone(entry.get("timezone", "UTC"), where=where)
+        except ValueError as exc:
+            problems.append(Error(str(exc), hint="An IANA zone name, as zoneinfo knows it.",
+                                  id="edgejobs.E012"))
+        job_type = entry.get("type")
+        if not isinstance(job_type, str) or job_type not in get_registry():
+            problems.append(Error(
+                f"{where}: no handler is registered for job type {job_type!r}",
+                hint="Register it with @job(...) in an installed app's jobs.py; known types: "
+                     + (", ".join(get_registry().names()) or "none"), id="edgejobs.E013"))
+        if len(problems) == found:
+            try:
+                schedules.check_name(name, where=where)
+                schedules.clean_definition(entry, where=where)
+            except ValueError as exc:
+                problems.append(Error(str(exc), hint=_CRON_HINT, id="edgejobs.E014"))
+    return problems
+
+# -- the database and the cache the app runs on ---------------------------------------------
+
+#: SQLite transaction modes that take the write lock when a transaction begins.
+_LOCKING_MODES = ("IMMEDIATE", "EXCLUSIVE")
+#: What an edge cache backend needs installed: (module, distribution).
+_EDGE_CACHE_NEEDS = {
+    "RedisEdgeCache": (("django_redis", "django-redis"), ("redis", "redis")),
+}
+
+
+def _vendor(engine: Any) -> str | None:
+    from django.db.utils import load_backend
+
+    try:
+        return load_backend(engine).DatabaseWrapper.vendor
+    except Exception:  # a misconfigured ENGINE is Django's to report
+        return None
+
+
+def _text(value: Any) -> str:
+    """A Python literal, with double quotes for strings (as settings files write them)."""
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def _dict_literal(mapping: dict[Any, Any]) -> str:
+    return "{" + ", ".join(f"{_text(k)}: {_text(v)}" for k, v in mapping.items()) + "}"
+
+
+def sqlite_problems(databases: dict[str, Any], alias: str) -> list:
+    """W002: the jobs' database is SQLite without a transaction mode that locks at BEGIN."""
+    db = databases.get(alias)
+    if not isinstance(db, dict) or _vendor(db.get("ENGINE")) != "sqlite":
+        return []
+    options = db.get("OPTIONS") or {}
+    mode = options.get("transaction_mode") if isinstance(options, dict) else None
+    if isinstance(mode, str) and mode.upper() in _LOCKING_MODES:
+        return []
+    wanted = {**(options if isinstance(options, dict) else {}), "transaction_mode": "IMMEDIATE"}
+    return [Warning(
+        f"DATABASES[{alias!r}] is SQLite without \"transaction_mode\": \"IMMEDIATE\": a "
+        "worker's transaction that reads and then writes can fail with 'database is locked' "
+        "when another process writes at the same time",
+        hint=f"Set DATABASES[{_text(alias)}][\"OPTIONS\"] = {_dict_literal(wanted)}",
+        id="edgejobs.W002",
+    )]
+
+
+def edge_cache_problems(caches: dict[str, Any]) -> list:
+    """E009: a cache alias uses an edge cache backend whose requirements are not installed."""
+    import importlib.util
+
+    problems = []
+    for alias, config in caches.items():
+        backend = config.get("BACKEND", "") if isinstance(config, dict) else ""
+        if not isinstance(backend, str) or not backend.startswith("django_edgejobs."):
+            continue
+        needs = _EDGE_CACHE_NEEDS.get(backend.rsplit(".", 1)[-1], ())
+        missing = [dist for module, dist in needs if importlib.util.find_spec(module) is None]
+        if missing:
+            problems.append(Error(
+                f"CACHES[{alias!r}] uses {backend}, which needs {' and '.join(missing)}; "
+                "not installed",
+                hint="pip install 'django-edgejobs[redis]', or use "
+                     "django_edgejobs.cache.DatabaseEdgeCache, which needs no Redis.",
+                id="edgejobs.E009",
+            ))
+    return problems
+
+
+@register(Tags.compatibility)
+def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> list:
+    from django.db import router
+
+    from .models import Job
+
+    alias = router.db_for_write(Job) or "default"
+    return sqlite_problems(getattr(settings, "DATABASES", {}) or {}, alias)
+
+
+@register(Tags.caches)
+def check_edge_caches(app_configs: Any = None, **kwargs: Any) -> list:
+    caches = getattr(settings, "CACHES", None)
+    return edge_cache_problems(caches) if isinstance(caches, dict) else []

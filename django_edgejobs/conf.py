@@ -1,0 +1,74 @@
+"""The one reader of ``settings.EDGEJOBS``: a typed, lazily built, cached settings object."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+@dataclass(frozen=True)
+class EdgeJobsSettings:
+    QUEUES: tuple[str, ...] = ("default",)
+    CONCURRENCY: int = 4
+    BATCH_SIZE: int = 0  # 0: the concurrency
+    POLL_INTERVAL: float = 1.0
+    HEARTBEAT_INTERVAL: float = 5.0
+    WORKER_TIMEOUT: float = 30.0
+    SHUTDOWN_TIMEOUT: float = 30.0
+    MAX_PAYLOAD_BYTES: int = 1_000_000
+    DEFAULT_MAX_ATTEMPTS: int = 3
+    DEFAULT_RETRY_DELAY: float = 60
+    DEFAULT_RETRY_BACKOFF: bool = True
+    DEFAULT_RETRY_DELAY_MAX: float = 3600
+    KEEP_FINISHED_DAYS: float = 30
+    KEEP_EVENTS_DAYS: float = 30
+    SUPERVISOR_INTERVAL: float = 1.0
+    PRUNE_INTERVAL: float = 3600
+    TOKEN_CALLBACK_MAX_BYTES: int = 65_536
+    MAX_ERROR_HISTORY: int = 25
+    CRON: dict[str, Any] = field(default_factory=dict)
+    REDACT_KEYS: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
+
+
+KNOWN_KEYS = frozenset(f.name for f in fields(EdgeJobsSettings))
+
+_cached: EdgeJobsSettings | None = None
+
+
+def unknown_keys(raw: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Unknown keys of a raw EDGEJOBS dict, each with its closest known key (or None)."""
+    out = []
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
+            out.append((key, close[0] if close else None))
+    return out
+
+
+def _build(raw: dict[str, Any]) -> EdgeJobsSettings:
+    known = {k: v for k, v in raw.items() if k in KNOWN_KEYS}
+    for name in ("QUEUES", "REDACT_KEYS"):
+        if name in known:
+            known[name] = tuple(known[name])
+    return EdgeJobsSettings(**known)
+
+
+def get_settings() -> EdgeJobsSettings:
+    """The current settings; unknown keys are reported by the system check, not here."""
+    global _cached
+    if _cached is None:
+        raw = getattr(django_settings, "EDGEJOBS", None) or {}
+        _cached = _build(dict(raw))
+    return _cached
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _cached
+    if setting == "EDGEJOBS":
+        _cached = None

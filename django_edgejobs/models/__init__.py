@@ -1,0 +1,19 @@
+from .cache_entry import CacheEntry
+from .event import JobEvent
+from .job import Job, JobQuerySet, JobStatus
+from .schedule import CronOutcome, CronSchedule, CronTick
+from .token import WaitToken
+from .worker import Worker
+
+__all__ = [
+    "CacheEntry",
+    "CronOutcome",
+    "CronSchedule",
+    "CronTick",
+    "Job",
+    "JobEvent",
+    "JobQuerySet",
+    "JobStatus",
+    "WaitToken",
+    "Worker",
+]

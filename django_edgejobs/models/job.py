@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING)
+FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def pending(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.PENDING)
+
+    def due(self) -> JobQuerySet:
+        """Pending jobs whose run time has come and whose expiry (if any) has not."""
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()),
+                           status=JobStatus.PENDING, run_at__lte=Now())
+
+    def expired(self) -> JobQuerySet:
+        """Pending jobs past their expiry: they are cancelled instead of run."""
+        return self.filter(status=JobStatus.PENDING, expires_at__lte=Now())
+
+    def in_queues(self, queues: Sequence[str] | None) -> JobQuerySet:
+        return self.filter(queue__in=list(queues)) if queues else self
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def finished_before(self, days: float) -> JobQuerySet:
+        return self.finished().filter(completed_at__lt=Now() - timedelta(days=days))
+
+    def stuck(self, worker_timeout: float, now: datetime | None = None) -> JobQuerySet:
+        """Processing on a worker that stopped, or has not beaten for ``worker_timeout``
+        seconds (the jobs the supervisor's reclaim will give back). ``now``: the database's
+        clock read once (default: ``Now()`` in SQL)."""
+        from .worker import Worker
+
+        threshold = (Now() if now is None else now) - timedelta(seconds=worker_timeout)
+        alive = Worker.objects.using(self.db).filter(
+            last_heartbeat__gte=threshold, stopped_at__isnull=True).values("id")
+        return self.filter(status=JobStatus.PROCESSING).exclude(lease_owner__in=alive)
+
+    def overdue(self, grace: float = 60, now: datetime | None = None) -> JobQuerySet:
+        """Pending and due for over ``grace`` seconds, yet no worker has claimed it."""
+        threshold = (Now() if now is None else now) - timedelta(seconds=grace)
+        return self.filter(status=JobStatus.PENDING, run_at__lt=threshold)
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100, default="default")
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    run_at = models.DateTimeField(default=timezone.now)
+    #: No attempt starts after this moment: a pending job still waiting then is cancelled.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    retry_delay = models.FloatField(default=60)
+    retry_backoff = models.BooleanField(default=True)
+    retry_delay_max = models.FloatField(default=3600)
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds per attempt.")
+    tags = models.JSONField(default=list, blank=True)
+    # NULL, not "": the unique constraint must ignore jobs without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    error_history = models.JSONField(default=list, blank=True)
+    #: Durable steps: results of ``ctx.run`` by step name, plus the waits and tokens of the
+    #: handler by position, so a re-invoked handler replays instead of redoing.
+    steps = models.JSONField(default=dict, blank=True)
+    #: The token a ``waiting`` job waits for ("" when it waits for a time).
+    wait_token = models.CharField(max_length=64, blank=True, default="")
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
+    lease_token = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # Transient, never stored: set by enqueue on unsaved instances (seconds from now, counted on
+    # the database's clock at insert time); declared here only for type checkers.
+    enqueue_delay: float | None
+    enqueue_expires: float | None
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="edgejobs_job_idempotency_key_uniq",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="edgejobs_job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__isnull=True) | Q(progress__lte=100),
+                name="edgejobs_job_progress_range",
+            ),
+        ]
+        indexes = [
+            # The claim query: due pending jobs of a queue, best priority first.
+            models.Index(
+                fields=["queue", "-priority", "run_at"],
+                condition=Q(status="pending"),
+                name="edgejobs_job_claim_idx",
+            ),
+            # Reclaim: processing jobs by lease owner.
+            models.Index(
+                fields=["lease_owner"],
+                condition=Q(status="processing"),
+                name="edgejobs_job_processing_idx",
+            ),
+            # Time waits that are due to resume.
+            models.Index(
+                fields=["run_at"],
+                condition=Q(status="waiting", wait_token=""),
+                name="edgejobs_job_waiting_idx",
+            ),
+            # Pending jobs with an expiry, for the supervisor's cancel of expired ones.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="pending", expires_at__isnull=False),
+                name="edgejobs_job_expiring_idx",
+            ),
+            models.Index(fields=["status", "completed_at"], name="edgejobs_job_finished_idx"),
+            models.Index(fields=["type", "-created_at"], name="edgejobs_job_type_idx"),
+            models.Index(fields=["-created_at"], name="edgejobs_job_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.completed_at:
+            return self.completed_at - self.started_at
+        return None

@@ -1,0 +1,313 @@
+"""The ``@job`` decorator and the handler registry (held by the app config, not a module global)."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Never
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .exceptions import UnknownJobType
+
+if TYPE_CHECKING:
+    from .models import Job
+    from .services.schemas import PayloadSchema
+
+#: Options of ``@job`` that become per-job defaults.
+JOB_OPTIONS = (
+    "queue",
+    "priority",
+    "max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "retry_delay_max",
+    "timeout",
+)
+
+
+@dataclass
+class JobType:
+    """A registered handler and the defaults for jobs of its type."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int | None = None
+    retry_delay: float | None = None
+    retry_backoff: bool | None = None
+    retry_delay_max: float | None = None
+    timeout: float | None = None
+    force_kill: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: ``@job(schema=...)``: a TypedDict, a dataclass or a pydantic model (or None).
+    schema: Any = None
+    payload_schema: PayloadSchema | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.schema is not None:
+            from .services.schemas import compile_schema
+
+            self.payload_schema = compile_schema(self.schema, where=f"@job({self.name!r})")
+
+    def load_payload(self, data: Any) -> Any:
+        """What the handler receives for a stored payload (checked against the schema)."""
+        if self.payload_schema is None:
+            return data
+        return self.payload_schema.load(data, job_type=self.name)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def origin(self) -> str:
+        return f"{getattr(self.func, '__module__', '?')}.{getattr(self.func, '__qualname__', '?')}"
+
+    @property
+    def location(self) -> tuple[str, int]:
+        """Where the handler is defined. Re-importing its module (autoreload) registers from
+        the same place; a copy-pasted handler of the same name does not."""
+        code = getattr(self.func, "__code__", None)
+        return self.origin, code.co_firstlineno if code is not None else 0
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in JOB_OPTIONS}
+
+
+#: Supplies the handler of a type that no ``@job`` registered, or returns None; may raise
+#: UnknownJobType saying why it cannot.
+Resolver = Callable[[str], JobType | None]
+
+
+class Registry:
+    """Job types by name. One instance lives on the ``django_edgejobs`` app config."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+        self._resolvers: dict[str, Resolver] = {}
+
+    def register(self, job_type: JobType) -> None:
+        existing = self._types.get(job_type.name)
+        if existing is not None and existing.location != job_type.location:
+            old, new = existing.origin, job_type.origin
+            if old == new:  # same name, another definition: say which lines
+                old, new = (f"{old} (line {existing.location[1]})",
+                            f"{new} (line {job_type.location[1]})")
+            raise ImproperlyConfigured(
+                f"job type {job_type.name!r} is already registered by {old}; "
+                f"{new} cannot register it again"
+            )
+        self._types[job_type.name] = job_type
+
+    def unregister(self, name: str) -> None:
+        self._types.pop(name, None)
+
+    def add_resolver(self, prefix: str, resolve: Resolver) -> None:
+        """Let ``resolve(name)`` supply the handlers of the types starting with ``prefix`` that
+        no ``@job`` registered. The django.tasks backend uses it for ``task:<module path>``:
+        the handler of such a job is the Task itself, found by import when a job of it runs."""
+        self._resolvers[prefix] = resolve
+
+    def _resolve(self, name: str) -> JobType | None:
+        for prefix, resolve in self._resolvers.items():
+            if name.startswith(prefix):
+                return resolve(name)
+        return None
+
+    def get(self, name: str) -> JobType | None:
+        found = self._types.get(name)
+        if found is None and self._resolvers:
+            try:
+                found = self._resolve(name)
+            except UnknownJobType:
+                return None
+        return found
+
+    def require(self, name: object) -> JobType:
+        if not isinstance(name, str) or not name:
+            raise UnknownJobType(f"job type must be a non-empty string, got {name!r}")
+        found = self._types.get(name) or self._resolve(name)  # a resolver says why it cannot
+        if found is None:
+            close = difflib.get_close_matches(name, list(self._types), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownJobType(
+                f"no handler is registered for job type {name!r}{hint} "
+                "(handlers are registered with @job in an installed app's jobs.py)"
+            )
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(list(self._types.values()))
+
+    @contextmanager
+    def temporary(self, *job_types: JobType) -> Iterator[None]:
+        """Register job types for the duration of a block (for tests)."""
+        saved = dict(self._types)
+        try:
+            for jt in job_types:
+                self._types[jt.name] = jt
+            yield
+        finally:
+            self._types = saved
+
+
+def get_registry() -> Registry:
+    from django.apps import apps
+
+    try:
+        config = apps.get_app_config("django_edgejobs")
+    except LookupError as exc:  # pragma: no cover - misconfiguration
+        raise ImproperlyConfigured(
+            "django_edgejobs is not in INSTALLED_APPS; add it before registering jobs"
+        ) from exc
+    return config.registry  # type: ignore[attr-defined]
+
+
+class JobHandler:
+    """What ``@job`` returns: the function, still callable, plus ``.enqueue()``."""
+
+    def __init__(self, job_type: JobType):
+        self.job_type = job_type
+        self.type = job_type.name
+        functools.update_wrapper(self, job_type.func)
+        if job_type.is_async:
+            inspect.markcoroutinefunction(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_type.func(*args, **kwargs)
+
+    def enqueue(self, payload: Any = None, **options: Any) -> Job:
+        from .services.enqueue import enqueue
+
+        return enqueue(self.type, payload, **options)
+
+    def enqueue_on_commit(self, payload: Any = None, *, using: str | None = None,
+                          **options: Any) -> Job:
+        from .services.enqueue import enqueue_on_commit
+
+        return enqueue_on_commit(self.type, payload, using=using, **options)
+
+    # -- the Celery-style calling API (see docs/howto/migrate-from-celery.md) -------------
+    # Typed like celery-types' ``Task.delay``/``apply_async`` for the options that map, and
+    # narrower where Celery's do not: a payload is keyword arguments (no positional args), and
+    # options without an equivalent are refused, by mypy (``Never``) and at run time.
+
+    def delay(self, /, *args: Never, **payload: Any) -> Job:
+        """``enqueue(type, payload)`` with the payload given as keyword arguments."""
+        if args:
+            raise TypeError(f"{self.type}.delay() takes the payload as keyword arguments only "
+                            f"(a job's payload is a dict), got {len(args)} positional")
+        return self.enqueue(payload)
+
+    def apply_async(
+        self,
+        args: tuple[()] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_backoff: bool | None = None,
+        retry_delay_max: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        **unsupported: Never,
+    ) -> Job:
+        """Celery's ``apply_async``: ``kwargs`` is the payload; ``countdown`` is ``delay``,
+        ``eta`` is ``run_at``; ``expires`` (seconds, timedelta or aware datetime): a job not
+        started by then is cancelled instead of run. This app's own options are accepted too.
+        """
+        if unsupported:
+            names = ", ".join(sorted(unsupported))
+            raise TypeError(f"{self.type}.apply_async(): Celery option(s) {names} have no "
+                            "equivalent here (see docs/howto/migrate-from-celery.md)")
+        if args:
+            raise TypeError(f"{self.type}.apply_async(): positional args are not supported: "
+                            "a job's payload is a dict, pass kwargs={...}")
+        if countdown is not None and eta is not None:
+            raise ValueError(f"{self.type}.apply_async(): pass countdown or eta, not both")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"{self.type}.apply_async(): kwargs must be a dict, got "
+                            f"{type(kwargs).__name__}")
+        options = {
+            "delay": countdown, "run_at": eta, "expires": expires, "queue": queue,
+            "priority": priority, "max_attempts": max_attempts, "max_retries": max_retries,
+            "retry_delay": retry_delay, "retry_backoff": retry_backoff,
+            "retry_delay_max": retry_delay_max, "timeout": timeout,
+            "tags": list(tags) if tags is not None and not isinstance(tags, str) else tags,
+            "idempotency_key": idempotency_key,
+        }
+        payload = dict(kwargs) if kwargs is not None else {}
+        return self.enqueue(payload, **{k: v for k, v in options.items() if v is not None})
+
+    def __repr__(self) -> str:
+        return f"<JobHandler {self.type!r} -> {self.job_type.origin}>"
+
+
+def job(
+    type: str,
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    max_attempts: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: bool | None = None,
+    retry_delay_max: float | None = None,
+    timeout: float | None = None,
+    force_kill: bool = False,
+    schema: Any = None,
+) -> Callable[[Callable[..., Any]], JobHandler]:
+    """Register a handler ``fn(payload, ctx)`` for jobs of ``type``.
+
+    The options are the defaults of jobs of that type; ``enqueue`` may override them.
+    ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
+    before each attempt; the handler then receives an instance of a dataclass or model schema
+    (a TypedDict payload stays a dict)."""
+    from .services.validation import MAX_TYPE_LENGTH, validate_options
+
+    if not isinstance(type, str) or not type.strip():
+        raise ImproperlyConfigured(f"@job needs a non-empty string type, got {type!r}")
+    if len(type) > MAX_TYPE_LENGTH or "\x00" in type:
+        raise ImproperlyConfigured(
+            f"@job type names have at most {MAX_TYPE_LENGTH} characters and no NUL: {type[:50]!r}")
+    options = validate_options(
+        {
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "retry_delay": retry_delay,
+            "retry_backoff": retry_backoff,
+            "retry_delay_max": retry_delay_max,
+            "timeout": timeout,
+        },
+        where=f"@job({type!r})",
+    )
+
+    def decorate(func: Callable[..., Any]) -> JobHandler:
+        if not callable(func):
+            raise ImproperlyConfigured(f"@job({type!r}) must decorate a function")
+        job_type = JobType(name=type, func=func, force_kill=bool(force_kill), schema=schema,
+                           **options)
+        get_registry().register(job_type)
+        return JobHandler(job_type)
+
+    return decorate

@@ -1,0 +1,143 @@
+"""Run one attempt of one job and decide its outcome. No database writes happen here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+
+from ..exceptions import PermanentError, Retry, UnknownJobType, Wait
+from ..services.retry import retry_delay
+from ..services.validation import check_result
+from ..store.base import Finish, append_error
+from .forcekill import RemoteError
+
+if TYPE_CHECKING:
+    from ..models import Job
+    from ..registry import Registry
+    from .context import JobContext
+
+logger = logging.getLogger("django_edgejobs.worker")
+
+MAX_TRACEBACK = 20_000
+
+
+def printable(text: str) -> str:
+    """Error text as the database can store it (PostgreSQL text refuses NUL)."""
+    return text.replace("\x00", "\\x00")
+
+
+def _describe(exc: BaseException) -> str:
+    text = printable(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def exception_path(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def call_handler(registry: Registry, job: Job, ctx: JobContext) -> Any:
+    job_type = registry.get(job.type)
+    if job_type is None:
+        raise UnknownJobType(
+            f"no handler is registered for job type {job.type!r} in this worker"
+        )
+    # A payload that no longer matches the type's schema raises InvalidStoredPayload, a
+    # PermanentError: the same payload would fail every retry.
+    payload = job_type.load_payload(job.payload)
+    if job_type.force_kill:
+        from .forcekill import run_in_child
+
+        return run_in_child(job_type, job, ctx)  # the child loads the payload itself
+    if job_type.is_async:
+        return async_to_sync(job_type.func)(payload, ctx)
+    return job_type.func(payload, ctx)
+
+
+def failure(job: Job, ctx: JobContext, error: str, tb: str, *, exception: str,
+            retry_after: float | None = None, permanent: bool = False) -> Finish:
+    """The outcome of a failed attempt: retry when attempts remain, else failed."""
+    tb = printable(tb)
+    history = append_error(job.error_history, job.attempts, error, tb[-MAX_TRACEBACK:])
+    history[-1]["exception"] = exception
+    base: dict[str, Any] = dict(job_id=job.id, lease_token=job.lease_token, error=error,
+                traceback=tb[-MAX_TRACEBACK:], attempt=job.attempts, error_history=history)
+    if permanent or job.attempts >= job.max_attempts:
+        return Finish(kind="failed", event_data={"attempt": job.attempts, "error": error,
+                                                 "permanent": permanent}, **base)
+    if retry_after is None:
+        retry_after = retry_delay(job.attempts, delay=job.retry_delay,
+                                  backoff=job.retry_backoff, delay_max=job.retry_delay_max)
+    return Finish(kind="retry", delay=retry_after,
+                  event_data={"attempt": job.attempts, "error": error,
+                              "delay": round(retry_after, 3)}, **base)
+
+
+def timeout_failure(job: Job, ctx: JobContext) -> Finish:
+    limit = f"its timeout of {job.timeout:g}s" if job.timeout else "its deadline"
+    error = f"TimeoutError: attempt {job.attempts} exceeded {limit}"
+    return failure(job, ctx, error, "", exception="builtins.TimeoutError")
+
+
+def execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
+    """Run the handler once and turn what happened into a Finish."""
+    outcome = _execute(registry, job, ctx)
+    outcome.events = list(ctx.events)
+    return outcome
+
+
+def _execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
+    ctx.begin()
+    try:
+        result = check_result(call_handler(registry, job, ctx))
+    except Wait as wait:
+        return Finish(job_id=job.id, lease_token=job.lease_token,  # type: ignore[arg-type]
+                      kind="waiting", attempt=job.attempts, until=wait.until,
+                      wait_token=wait.token, steps=ctx.steps,
+                      event_data={"attempt": job.attempts, "token": wait.token or None,
+                                  "until": wait.until.isoformat() if wait.until else None})
+    except Retry as exc:
+        return failure(job, ctx, f"Retry: {exc}", "", exception="django_edgejobs.Retry",
+                       retry_after=exc.delay)
+    except RemoteError as exc:  # raised in a force_kill child: keep its own text
+        if ctx.timed_out:
+            return timeout_failure(job, ctx)
+        return failure(job, ctx, printable(exc.description), exc.tb, exception=exc.path)
+    except PermanentError as exc:
+        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+                       exception=exception_path(exc), permanent=True)
+    except Exception as exc:
+        if ctx.timed_out:
+            return timeout_failure(job, ctx)
+        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+                       exception=exception_path(exc))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if (isinstance(exc, KeyboardInterrupt)
+                and threading.current_thread() is threading.main_thread()):
+            # Only the main thread receives Ctrl-C: an attempt run there (run_once,
+            # testing.run_jobs) lets it stop the caller, as Django's ImmediateBackend does.
+            raise
+        # Inside a worker's threads these end the attempt, not the process; the attempt fails.
+        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+                       exception=exception_path(exc))
+    if ctx.timed_out or (ctx.deadline is not None and time.monotonic() > ctx.deadline):
+        return timeout_failure(job, ctx)
+    return Finish(job_id=job.id, lease_token=job.lease_token,  # type: ignore[arg-type]
+                  kind="completed", result=result, attempt=job.attempts,
+                  event_data={"attempt": job.attempts})
+
+
+def log_outcome(job: Job, outcome: Finish, duration: float, accepted: bool) -> None:
+    shown = outcome.kind if accepted else f"{outcome.kind} (refused: lease lost)"
+    extra = f" error={outcome.error!r}" if outcome.error else ""
+    if outcome.kind == "retry":
+        extra += f" retry_in={outcome.delay:.1f}s"
+    quiet = outcome.kind in ("completed", "waiting", "released")
+    level = logging.INFO if quiet and accepted else logging.WARNING
+    logger.log(level, "job=%s type=%s attempt=%d/%d duration=%.1fms outcome=%s%s",
+               job.id, job.type, job.attempts, job.max_attempts, duration * 1000, shown, extra)

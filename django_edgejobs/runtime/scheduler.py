@@ -1,0 +1,189 @@
+"""The cron scheduler: each pass enqueues the due tick of every enabled schedule.
+
+Safe with any number of schedulers at once, on any hosts: a tick becomes at most one job,
+because the job and the tick's ``CronTick`` row (UNIQUE on schedule and fire time) are written
+in one transaction; the scheduler that loses the race writes nothing. A pass fires only the
+latest tick at or before now, so after downtime a schedule gets one catch-up run, not one per
+missed tick. Time is the database's clock unless a clock (or ``now``) is injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+
+from ..conf import get_settings
+from ..models import CronOutcome
+from ..services import schedules
+from ..store import get_store
+from ..store.cron import CronStore
+
+if TYPE_CHECKING:
+    from ..models import CronSchedule
+
+logger = logging.getLogger("django_edgejobs.scheduler")
+
+#: Seconds between passes, give or take 20% per process: every tick of a per-second schedule
+#: is seen, and the schedulers of many processes neither phase-lock on the second (one would
+#: win every tick) nor query at the same instant.
+DEFAULT_INTERVAL = 0.5
+#: Another scheduler handled the tick (or the schedule changed meanwhile): nothing written.
+LOST = "lost"
+
+
+class Scheduler:
+    def __init__(self, *, clock: Callable[[], datetime] | None = None,
+                 interval: float | None = None, prune_interval: float | None = None,
+                 name: str | None = None):
+        self.clock = clock
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.interval = (DEFAULT_INTERVAL * random.uniform(0.8, 1.2) if interval is None
+                         else interval)
+        self.prune_interval = prune_interval
+        self.store = get_store()
+        self.cron = CronStore(self.store)
+        self._times: dict[tuple[str, str], schedules.CronTimes] = {}
+        self._reported: dict[int, datetime] = {}
+        self._last_prune: float | None = None
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock is not None else self.store.db_now()
+
+    def sync_declared(self) -> dict[str, list[str]]:
+        """Create or update the schedules of ``EDGEJOBS["CRON"]`` (see ``sync_declared``).
+
+        A database error is logged, not raised: the stored schedules still run."""
+        try:
+            done = schedules.sync_declared()
+        except DatabaseError:
+            logger.exception("cron: could not sync EDGEJOBS['CRON']; running the stored "
+                             "schedules")
+            self._reset_connection()
+            return {}
+        if done["created"] or done["updated"]:
+            logger.info("cron: declared schedules created: %s; updated: %s",
+                        ", ".join(done["created"]) or "-", ", ".join(done["updated"]) or "-")
+        return done
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def run_once(self, now: datetime | None = None) -> dict[str, int]:
+        """Handle the due tick of every enabled schedule; returns how many ticks ended how
+        (``enqueued``, ``skipped``, ``error``, ``lost``)."""
+        now = now or self.now()
+        counts: dict[str, int] = {}
+        for schedule in self.cron.enabled_schedules():
+            outcome = self.run_schedule(schedule, now)
+            if outcome:
+                counts[str(outcome)] = counts.get(str(outcome), 0) + 1
+        self._prune()
+        return counts
+
+    def due_tick(self, schedule: CronSchedule, now: datetime) -> datetime | None:
+        """The latest fire time at or before ``now``, unless it is before the schedule's
+        ``active_since`` or already handled."""
+        key = (schedule.cron, schedule.timezone)
+        times = self._times.get(key)
+        if times is None:
+            times = self._times[key] = schedules.CronTimes.parse(*key)
+        tick = times.prev(now)
+        if tick is None or tick < schedule.active_since:
+            return None
+        if schedule.last_tick_at is not None and tick <= schedule.last_tick_at:
+            return None
+        return tick
+
+    def run_schedule(self, schedule: CronSchedule, now: datetime) -> str | None:
+        try:
+            tick = self.due_tick(schedule, now)
+        except ValueError as exc:  # the row was changed behind the API's back
+            if self._reported.get(schedule.pk) != schedule.updated_at:
+                self._reported[schedule.pk] = schedule.updated_at
+                logger.error("cron %s cannot fire: %s", schedule.name, exc)
+            return None
+        return None if tick is None else self.fire(schedule, tick, now)
+
+    def fire(self, schedule: CronSchedule, tick: datetime, now: datetime | None = None) -> str:
+        """Handle one tick in one transaction: enqueue its job, or record why not. Returns
+        the outcome, or ``"lost"`` when another scheduler handled this (or a later) tick."""
+        from ..services.enqueue import _write
+
+        try:
+            job = schedules.build_cron_job(schedule, run_at=tick)
+            error = ""
+        except ValueError as exc:  # e.g. no handler for its type in this process
+            job, error = None, str(exc)
+
+        def run() -> tuple[str, str]:
+            with transaction.atomic(using=self.store.alias):
+                outcome, reason = CronOutcome.ERROR, error
+                if job is not None:
+                    active = None if schedule.allow_overlap else self.cron.active_run(schedule)
+                    outcome, reason = ((CronOutcome.SKIPPED,
+                                        f"the previous run {active.id} is {active.status}")
+                                       if active else (CronOutcome.ENQUEUED, ""))
+                job_id = job.id if job is not None and outcome == CronOutcome.ENQUEUED else None
+                if not self.cron.advance(schedule, tick, outcome, job_id):
+                    return LOST, ""
+                self.cron.record_tick(schedule, tick, outcome, job_id, reason, self.name)
+                if job_id is not None:
+                    _write([job])
+                return outcome, reason
+
+        try:
+            outcome, reason = self.store.retrying(run)
+        except IntegrityError:  # the tick's row exists: another scheduler won
+            return LOST
+        self._log(schedule, tick, outcome, reason, job, now)
+        return outcome
+
+    def _log(self, schedule: CronSchedule, tick: datetime, outcome: str, reason: str,
+             job: Any, now: datetime | None) -> None:
+        if outcome == CronOutcome.ERROR:
+            logger.error("cron %s: tick %s not enqueued: %s", schedule.name, tick, reason)
+        elif outcome == CronOutcome.SKIPPED:
+            logger.debug("cron %s: tick %s skipped: %s", schedule.name, tick, reason)
+        elif outcome == CronOutcome.ENQUEUED:
+            late = now is not None and now - tick > timedelta(seconds=max(5 * self.interval, 5))
+            logger.log(logging.INFO if late else logging.DEBUG,
+                       "cron %s: %stick %s enqueued as job %s", schedule.name,
+                       "catch-up run for missed " if late else "", tick, job.id)
+
+    def _prune(self) -> None:
+        conf = get_settings()
+        interval = conf.PRUNE_INTERVAL if self.prune_interval is None else self.prune_interval
+        now = time.monotonic()
+        if self._last_prune is None or now - self._last_prune >= interval:
+            self._last_prune = now
+            self.cron.prune_ticks(conf.KEEP_EVENTS_DAYS)
+
+    def _reset_connection(self) -> None:
+        """Drop a connection that may be broken (not inside a caller's transaction)."""
+        connection = connections[self.store.alias]
+        if not connection.in_atomic_block:
+            connection.close()
+
+    # -- a process that only schedules ------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync the declared schedules, then run passes until ``stop`` is set."""
+        self.sync_declared()
+        logger.info("scheduler: running a pass every %.2fs", self.interval)
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("scheduler pass failed")
+                self._reset_connection()
+            stop.wait(self.interval)
+        connections.close_all()
+        logger.info("scheduler: stopped")

@@ -1,0 +1,551 @@
+"""The worker: claims jobs in batches, runs them on a pool of threads, writes outcomes in
+batches. Heartbeat, supervisor and listener run beside it, each on its own thread and
+database connection. ``run_once()`` does one claim-run-finish pass in the calling thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+)
+
+from .. import signals
+from ..conf import get_settings
+from ..registry import get_registry
+from ..store import Finish, get_store
+from .context import JobContext
+from .executor import exception_path, execute, failure, log_outcome, timeout_failure
+from .heartbeat import Heartbeat
+from .listener import Listener
+from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ..models import Job
+
+logger = logging.getLogger("django_edgejobs.worker")
+
+_STOP = object()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(eq=False)
+class InFlight:
+    job: Job
+    ctx: JobContext
+    #: Set once an outcome is decided (by the handler, the deadline, lease loss or shutdown);
+    #: whoever sets it owns the outcome, later ones are dropped.
+    settled: bool = False
+    abandoned: bool = False
+    begun: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int | None = None,
+        batch_size: int | None = None,
+        poll_interval: float | None = None,
+        burst: bool = False,
+        max_jobs: int | None = None,
+        supervisor: bool = True,
+        scheduler: bool = True,
+        shutdown_timeout: float | None = None,
+        worker_id: str | None = None,
+        stop_when: Callable[[], bool] | None = None,
+    ):
+        conf = get_settings()
+        self.queues = list(queues or conf.QUEUES)
+        self.concurrency = concurrency or conf.CONCURRENCY
+        self.batch_size = batch_size or conf.BATCH_SIZE or self.concurrency
+        self.poll_interval = conf.POLL_INTERVAL if poll_interval is None else poll_interval
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.with_supervisor = supervisor
+        # A burst run drains what is due and exits: scheduling is for long-lived processes.
+        self.with_scheduler = scheduler and not burst
+        self.shutdown_timeout = (conf.SHUTDOWN_TIMEOUT if shutdown_timeout is None
+                                 else shutdown_timeout)
+        self.id = worker_id or default_worker_id()
+        self.stop_when = stop_when
+        self.store = get_store()
+        self.registry = get_registry()
+        self.heartbeat = Heartbeat(self.id, self.register, self._leases, self._lost_leases)
+        self.supervisor = Supervisor()
+
+        self._lock = threading.Lock()
+        self._inflight: dict[uuid.UUID, InFlight] = {}
+        self._running = 0  # claimed jobs not yet finished: running or buffered
+        #: Jobs held at once: the slots, plus a buffer when the batch is larger.
+        self.capacity = max(self.concurrency, self.batch_size)
+        self._claimed_total = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._services_stop = threading.Event()
+        self._work: queue.Queue[Any] = queue.Queue()
+        self._done: queue.Queue[Any] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._registered = False
+        self.listener: Listener | None = None
+        self.exit_code = 0
+
+    # -- registration -----------------------------------------------------------------
+
+    def register(self) -> None:
+        from ..models import Worker as WorkerRow
+        from .supervisor import reclaim_orphans
+
+        reclaim_orphans(self.id)
+        self.store.register_worker(WorkerRow(
+            id=self.id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
+            concurrency=self.concurrency,
+        ))
+        self._registered = True
+
+    # -- one pass, in this thread -----------------------------------------------------
+
+    def run_once(self) -> int:
+        """Claim up to a batch of due jobs, run them here one after another, write the
+        outcomes. Returns how many jobs ran."""
+        if not self._registered:
+            self.register()
+        jobs = self.store.claim(self.id, self.queues, self.batch_size)
+        results: list[tuple[InFlight, Finish, float]] = []
+        for job in jobs:
+            entry = InFlight(job, JobContext(job, self.store))
+            outcome = self._run_attempt(entry, timer=True)
+            results.append((entry, outcome, time.monotonic() - entry.started))
+        self._write(results)
+        return len(jobs)
+
+    def _run_attempt(self, entry: InFlight, *, timer: bool = False) -> Finish:
+        job, ctx = entry.job, entry.ctx
+        if signals.job_started.has_listeners():
+            _send_robust(signals.job_started, job)
+        finished = threading.Event()
+        if timer and job.timeout:
+            threading.Thread(target=_watch_deadline, args=(ctx, finished), daemon=True).start()
+        try:
+            return execute(self.registry, job, ctx)
+        finally:
+            finished.set()
+
+    def _write(self, results: list[tuple[InFlight, Finish, float]]) -> None:
+        """Commit outcomes, then report them. Lost connections and lock conflicts are retried
+        until the database takes the batch; an outcome the database refuses (a data error)
+        is written alone and, if refused again, replaced by a failure that says why."""
+        if not results:
+            return
+        try:
+            accepted = self._finish_retrying([o for _, o, _ in results])
+        except Exception as exc:  # a data error, or a value the database driver cannot adapt
+            if len(results) > 1:
+                for item in results:
+                    self._write([item])
+                return
+            entry, outcome, duration = results[0]
+            logger.error("job=%s: the database refused its outcome (%s)", entry.job.id, exc)
+            error = f"the outcome could not be stored: {type(exc).__name__}: {exc}"
+            refused = failure(entry.job, entry.ctx, error, "", exception=exception_path(exc),
+                              permanent=True)
+            results = [(entry, refused, duration)]
+            try:
+                accepted = self._finish_retrying([refused])
+            except Exception:
+                logger.exception("job=%s: cannot store a failure either; it will be reclaimed",
+                                 entry.job.id)
+                return
+        self.heartbeat.count_done(len(accepted))
+        for entry, outcome, duration in results:
+            ok = outcome.job_id in accepted
+            log_outcome(entry.job, outcome, duration, ok)
+            if ok:
+                _send_outcome_signal(entry.job, outcome)
+
+    def _finish_retrying(self, outcomes: list[Finish]) -> set[uuid.UUID]:
+        backoff = 0.1
+        while True:
+            try:
+                return self.store.finish(outcomes)
+            except (OperationalError, InterfaceError) as exc:  # connection lost, lock timeout
+                logger.warning("cannot write %d outcome(s) (%s); retrying in %.1fs",
+                               len(outcomes), exc, backoff)
+                _reset_connection(self.store.alias)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    # -- the threaded loop ------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs get ``shutdown_timeout`` to finish."""
+        if not self._stopping.is_set():
+            logger.info("worker %s: stopping (waiting up to %.0fs for %d running job(s))",
+                        self.id, self.shutdown_timeout, self._running)
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
+        self.register()
+        logger.info("worker %s: queues=%s concurrency=%d batch=%d", self.id,
+                    ",".join(self.queues), self.concurrency, self.batch_size)
+        self._start_services()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _start_services(self) -> None:
+        self._spawn("completer", self._completer_loop)
+        for n in range(self.concurrency):
+            self._spawn(f"slot-{n}", self._slot_loop)
+        self._spawn("heartbeat", self._every(get_settings().HEARTBEAT_INTERVAL,
+                                             self.heartbeat.run_once))
+        if self.with_supervisor:
+            self._spawn("supervisor", self._every(get_settings().SUPERVISOR_INTERVAL,
+                                                  self.supervisor.run_once))
+        if self.with_scheduler:
+            from .scheduler import Scheduler
+
+            scheduler = Scheduler()
+            scheduler.sync_declared()
+            self._spawn("scheduler", self._every(scheduler.interval, scheduler.run_once))
+        if self.store.supports_notify:
+            self.listener = Listener(self.store.alias, self.queues, self._wake.set,
+                                     self._services_stop)
+            self._spawn("listener", self.listener.run)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=_with_connections_closed(target),
+                                  name=f"edgejobs-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _every(self, interval: float, fn: Callable[[], Any]) -> Callable[[], None]:
+        def loop() -> None:
+            while not self._services_stop.is_set():
+                try:
+                    fn()
+                except Exception:
+                    logger.exception("%s failed", getattr(fn, "__qualname__", fn))
+                    _reset_connection(self.store.alias)
+                self._services_stop.wait(interval)
+
+        return loop
+
+    def _free_slots(self) -> int:
+        """How many jobs to claim now. With a buffer (batch larger than the concurrency) the
+        worker claims when the buffer runs low, a batch at a time, not a job per free slot:
+        every claim is a commit."""
+        with self._lock:
+            free = self.capacity - self._running
+            if self.max_jobs is not None:
+                free = min(free, self.max_jobs - self._claimed_total)
+            buffered = self._running - self._begun()
+            if self.capacity > self.concurrency and buffered > 0 and free < self.batch_size // 2:
+                return 0
+            return max(free, 0)
+
+    def _begun(self) -> int:
+        return sum(1 for e in self._inflight.values() if e.begun and not e.settled)
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._stopping.is_set():
+            if self.stop_when is not None and self.stop_when():
+                break
+            self._wake.clear()
+            self._check_deadlines()
+            free = self._free_slots()
+            claimed: list[Job] = []
+            if free:
+                try:
+                    claimed = self.store.claim(self.id, self.queues, min(free, self.batch_size))
+                    backoff = 0.0
+                except DatabaseError as exc:
+                    backoff = min(max(backoff * 2, 0.2), 5.0)
+                    logger.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
+                    _reset_connection(self.store.alias)
+                    self._stopping.wait(backoff)
+                    continue
+                self._dispatch(claimed)
+                if len(claimed) == min(free, self.batch_size):
+                    continue  # there may be more due right now
+            with self._lock:
+                idle = self._running == 0 and not self._inflight
+                exhausted = self.max_jobs is not None and self._claimed_total >= self.max_jobs
+            if (self.burst and not claimed and idle) or (exhausted and idle):
+                break
+            self._wake.wait(self._wait_time())
+
+    def _wait_time(self) -> float:
+        wait = self.poll_interval
+        now = time.monotonic()
+        with self._lock:
+            for entry in self._inflight.values():
+                if entry.ctx.deadline is not None and not entry.settled:
+                    wait = min(wait, max(entry.ctx.deadline - now, 0.0) + 0.001)
+        return wait
+
+    def _dispatch(self, jobs: list[Job]) -> None:
+        with self._lock:
+            for job in jobs:
+                entry = InFlight(job, JobContext(job, self.store))
+                self._inflight[job.id] = entry
+                self._running += 1
+                self._claimed_total += 1
+                self._work.put(entry)
+
+    def _slot_loop(self) -> None:
+        while True:
+            entry = self._work.get()
+            if entry is _STOP:
+                return
+            with self._lock:
+                if entry.settled:  # released at shutdown before it started
+                    continue
+                entry.begun = True
+            entry.started = time.monotonic()
+            entry.ctx.begin()
+            if entry.ctx.deadline is not None:
+                self._wake.set()  # the loop must wake for this attempt's deadline
+            try:
+                outcome = self._run_attempt(entry)
+            except BaseException as exc:  # KeyboardInterrupt/SystemExit inside a handler
+                logger.error("job=%s: handler raised %s; the job will be reclaimed",
+                             entry.job.id, type(exc).__name__)
+                outcome = None
+            finally:
+                if any(c.errors_occurred for c in connections.all(initialized_only=True)):
+                    close_old_connections()
+            with self._lock:
+                mine = not entry.settled
+                entry.settled = True
+                if not entry.abandoned:
+                    self._running -= 1
+            if mine and outcome is not None:
+                self._done.put((entry, outcome, time.monotonic() - entry.started))
+            self._wake.set()
+            if entry.abandoned:
+                return  # a replacement slot already took this thread's place
+
+    def _settle(self, entry: InFlight, outcome: Finish | None, *, free_slot: bool) -> None:
+        """Decide an entry's outcome from outside its slot thread (deadline, lease, shutdown).
+
+        With ``free_slot`` the entry stops counting against capacity at once; if its handler
+        is running, that thread is abandoned and a new slot thread takes its place."""
+        replace = False
+        with self._lock:
+            if entry.settled:
+                return
+            entry.settled = True
+            entry.ctx.cancelled.set()
+            if free_slot:
+                self._running -= 1
+                if entry.begun:
+                    entry.abandoned = replace = True
+        if outcome is not None:
+            self._done.put((entry, outcome, time.monotonic() - entry.started))
+        else:
+            with self._lock:
+                self._inflight.pop(entry.job.id, None)
+        if replace:
+            self._spawn("slot", self._slot_loop)  # the old thread leaves when its handler ends
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [e for e in self._inflight.values()
+                    if not e.settled and e.ctx.deadline is not None and now >= e.ctx.deadline]
+        for entry in late:
+            try:
+                if entry.ctx.deadline is None or not entry.ctx.deadline_reached():
+                    continue  # an on_timeout callback extended the deadline
+            except Exception:  # never let one job's deadline stop the worker
+                logger.exception("job=%s: deadline handling failed", entry.job.id)
+            logger.warning("job=%s exceeded its timeout of %gs; failing the attempt",
+                           entry.job.id, entry.job.timeout)
+            outcome = timeout_failure(entry.job, entry.ctx)
+            outcome.events = list(entry.ctx.events)
+            self._settle(entry, outcome, free_slot=True)
+
+    def _leases(self) -> dict[uuid.UUID, uuid.UUID]:
+        with self._lock:
+            return {e.job.id: e.job.lease_token for e in self._inflight.values()  # type: ignore[misc]
+                    if not e.settled}
+
+    def _lost_leases(self, lost: set[uuid.UUID]) -> None:
+        with self._lock:
+            entries = [self._inflight[j] for j in lost if j in self._inflight]
+        for entry in entries:
+            self._settle(entry, None, free_slot=True)
+
+    def _completer_loop(self) -> None:
+        while True:
+            first = self._done.get()
+            batch = [] if first is _STOP else [first]
+            while len(batch) < 500:
+                try:
+                    item = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    first = _STOP
+                    break
+                batch.append(item)
+            self._write(batch)
+            with self._lock:
+                for entry, _, _ in batch:
+                    self._inflight.pop(entry.job.id, None)
+            self._wake.set()
+            if first is _STOP:
+                return
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def _release(self, entry: InFlight, reason: str, *, free_slot: bool = False) -> None:
+        release = Finish(job_id=entry.job.id, lease_token=entry.job.lease_token,  # type: ignore[arg-type]
+                         kind="released", attempt=entry.job.attempts,
+                         event_data={"attempt": entry.job.attempts, "reason": reason})
+        self._settle(entry, release, free_slot=free_slot)
+
+    def _shutdown(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            buffered = [e for e in self._inflight.values() if not e.begun and not e.settled]
+        for entry in buffered:  # claimed but never started: hand back at once
+            self._release(entry, "shutdown", free_slot=True)
+        deadline = time.monotonic() + self.shutdown_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._running == 0:
+                    break
+            self._wake.clear()
+            self._check_deadlines()
+            self._wake.wait(min(0.1, max(deadline - time.monotonic(), 0)))
+        with self._lock:
+            unfinished = [e for e in self._inflight.values() if not e.settled]
+        for entry in unfinished:
+            logger.warning("job=%s did not finish within the shutdown timeout; releasing it",
+                           entry.job.id)
+            self._release(entry, "shutdown")
+        for _ in range(self.concurrency):
+            self._work.put(_STOP)
+        self._done.put(_STOP)
+        for thread in self._threads:
+            if thread.name == "edgejobs-completer":
+                thread.join(timeout=60)
+        self._services_stop.set()
+        for thread in self._threads:  # a late heartbeat must not revive the row we stop
+            if thread.name in ("edgejobs-heartbeat", "edgejobs-supervisor", "edgejobs-listener",
+                               "edgejobs-scheduler"):
+                thread.join(timeout=10)
+        try:
+            self.store.stop_worker(self.id)
+        except DatabaseError as exc:
+            logger.warning("could not mark worker %s stopped: %s", self.id, exc)
+        connections.close_all()
+        logger.info("worker %s: stopped", self.id)
+
+
+def _watch_deadline(ctx: JobContext, finished: threading.Event) -> None:
+    """For attempts run in the caller's thread: at the deadline, run the ``on_timeout``
+    callbacks and, unless they extend it, mark the attempt timed out."""
+    while not finished.is_set():
+        if ctx.deadline is None:
+            if finished.wait(0.01):
+                return
+            continue
+        remaining = ctx.deadline - time.monotonic()
+        if remaining > 0:
+            finished.wait(remaining)
+            continue
+        if ctx.deadline_reached():
+            return
+
+
+def _send_robust(signal: Any, job: Job, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged and never stops the worker."""
+    for receiver, result in signal.send_robust(sender=job.__class__, job=job, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("job=%s: a signal receiver (%r) raised %r", job.id, receiver, result,
+                         exc_info=result)
+
+
+def _apply(job: Job, outcome: Finish) -> None:
+    """Bring the in-memory job up to date with a stored outcome (for signal receivers)."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    job.lease_token, job.lease_owner, job.updated_at = None, "", now
+    if outcome.kind == "completed":
+        job.status, job.result, job.completed_at = "completed", outcome.result, now
+    elif outcome.kind in ("retry", "failed"):
+        job.last_error, job.error_history = outcome.error, outcome.error_history
+        job.status = "pending" if outcome.kind == "retry" else "failed"
+        if outcome.kind == "retry":
+            job.run_at = now + timedelta(seconds=outcome.delay)
+        else:
+            job.completed_at = now
+    elif outcome.kind == "waiting":
+        job.status, job.attempts, job.wait_token = "waiting", job.attempts - 1, outcome.wait_token
+        job.run_at = outcome.until or now
+    elif outcome.kind == "released":
+        job.status, job.attempts = "pending", job.attempts - 1
+
+
+def _send_outcome_signal(job: Job, outcome: Finish) -> None:
+    _apply(job, outcome)
+    if outcome.kind == "completed":
+        signal, kwargs = signals.job_completed, {"result": outcome.result}
+    elif outcome.kind == "retry":
+        signal, kwargs = signals.job_retried, {"error": outcome.error, "delay": outcome.delay}
+    elif outcome.kind == "failed":
+        signal, kwargs = signals.job_failed, {"error": outcome.error}
+    else:
+        return
+    if signal.has_listeners():
+        _send_robust(signal, job, **kwargs)
+
+
+def _reset_connection(alias: str) -> None:
+    """Drop a connection that may be broken; the next query opens a new one."""
+    conn = connections[alias]
+    try:
+        if conn.in_atomic_block:
+            return
+        conn.close()
+    except Exception:  # pragma: no cover - closing a broken connection
+        conn.connection = None
+
+
+def _with_connections_closed(target: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    return run

@@ -1,0 +1,292 @@
+"""State changes asked for by people and code (not workers): cancel, retry, edit.
+
+Each is a conditional UPDATE plus its events in one transaction, so it races safely with
+workers: a job that a worker claimed meanwhile is simply not changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models.functions import Now
+
+from .. import signals
+from . import validation as v
+from .jobs import check_tag_mode, filter_tags, parse_job_id
+
+EDITABLE = frozenset({
+    "payload", "priority", "run_at", "delay", "max_attempts", "max_retries", "tags",
+    "retry_delay", "retry_backoff", "retry_delay_max", "timeout", "queue",
+})
+
+
+def _store():
+    from ..store import get_store
+
+    return get_store()
+
+
+def _after_commit(signal, job_ids: list, **kwargs: Any) -> None:
+    """Send ``signal`` for each changed job once the caller's transaction commits."""
+    from ..models import Job
+
+    if job_ids and signal.has_listeners():
+        alias = _store().alias
+        jobs = list(Job.objects.using(alias).filter(id__in=job_ids))  # the state just written
+        transaction.on_commit(
+            lambda: [signal.send(sender=j.__class__, job=j, **kwargs) for j in jobs],
+            using=alias,
+        )
+
+
+def _change(job_ids: list, allowed: tuple[str, ...], changes: dict[str, Any], event: str,
+            data: dict[str, Any] | None = None, *, wake: bool = False) -> list:
+    """Apply ``changes`` to those of ``job_ids`` whose status is in ``allowed`` and write their
+    events, in one transaction; return the ids changed. ``wake``: the jobs may be due now, so
+    wake the workers of their queues when the transaction commits."""
+    from ..models import Job, JobEvent
+
+    store = _store()
+    alias = store.alias
+    jobs = Job.objects.using(alias)
+    with transaction.atomic(using=alias):
+        if len(job_ids) == 1:
+            n = jobs.filter(id=job_ids[0], status__in=allowed).update(**changes, updated_at=Now())
+            done = list(job_ids) if n else []
+        else:
+            # One UPDATE for the batch, not one per job. Lock the rows that qualify first: a
+            # worker's claim skips locked rows, and a row claimed meanwhile no longer qualifies
+            # once we hold its lock (SQLite holds the write lock from BEGIN IMMEDIATE).
+            done = list(jobs.filter(id__in=job_ids, status__in=allowed).order_by("id")
+                        .select_for_update().values_list("id", flat=True))
+            if done:
+                jobs.filter(id__in=done, status__in=allowed).update(**changes, updated_at=Now())
+        JobEvent.objects.using(alias).bulk_create(
+            [JobEvent(job_id=j, type=event, data=data or {}) for j in done]
+        )
+        if wake and done and store.supports_notify:
+            store.notify(set(jobs.filter(id__in=done).values_list("queue", flat=True)))
+    return done
+
+
+def cancel_job(job_id: Any) -> bool:
+    """Cancel a pending or waiting job. False when it is in any other state or unknown."""
+    from ..models import JobStatus
+
+    parsed = parse_job_id(job_id)
+    if parsed is None:
+        return False
+    changed = _change([parsed], (JobStatus.PENDING, JobStatus.WAITING),
+                      {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
+    _after_commit(signals.job_cancelled, changed)
+    return bool(changed)
+
+
+def cancel_all_upcoming(type: str | None = None, queue: str | None = None,
+                        tags: Any = None, tag_mode: str = "all") -> int:
+    """Cancel every pending or waiting job matching the filters; returns how many."""
+    from ..models import Job, JobStatus
+
+    check_tag_mode(tag_mode)
+    qs = Job.objects.filter(status__in=(JobStatus.PENDING, JobStatus.WAITING))
+    if type is not None:
+        qs = qs.filter(type=type)
+    if queue is not None:
+        qs = qs.filter(queue=queue)
+    if tags is not None:
+        qs = filter_tags(qs, tags, tag_mode)
+    total = 0
+    ids = list(qs.values_list("id", flat=True))
+    for start in range(0, len(ids), 500):
+        changed = _change(ids[start:start + 500], (JobStatus.PENDING, JobStatus.WAITING),
+                          {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
+        _after_commit(signals.job_cancelled, changed)
+        total += len(changed)
+    return total
+
+
+def retry_job(job_id: Any) -> bool:
+    """Put a failed or cancelled job back to pending, due now, with a fresh attempt budget."""
+    from ..models import JobStatus
+
+    parsed = parse_job_id(job_id)
+    if parsed is None:
+        return False
+    changed = _change(
+        [parsed], (JobStatus.FAILED, JobStatus.CANCELLED),
+        {"status": JobStatus.PENDING, "run_at": Now(), "attempts": 0, "completed_at": None,
+         "progress": None, "expires_at": None},  # a retry asked for now: an expiry is over
+        "retried", {"by": "retry_job"}, wake=True,
+    )
+    _after_commit(signals.job_retried, changed, error=None, delay=0)
+    return bool(changed)
+
+
+def _check_schema(job_id: Any, payload: Any, *, where: str) -> Any:
+    """A new payload for a job, checked against its type's schema like on enqueue."""
+    from ..models import Job
+    from ..registry import get_registry
+
+    parsed = parse_job_id(job_id)
+    type_name = (Job.objects.filter(id=parsed).values_list("type", flat=True).first()
+                 if parsed is not None else None)
+    job_type = get_registry().get(type_name) if type_name is not None else None
+    if job_type is None or job_type.payload_schema is None:
+        return payload
+    return job_type.payload_schema.dump(payload, where=f"{where}({type_name!r})")
+
+
+def edit_job(job_id: Any, **changes: Any) -> bool:
+    """Change a pending job; False when it is not pending (or unknown). Bad values raise."""
+    from django.conf import settings as _  # noqa: F401 - settings must be configured
+    from django.utils import timezone
+
+    from ..conf import get_settings
+    from ..models import JobStatus
+
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise ValueError(f"edit_job: cannot edit {', '.join(sorted(unknown))}; editable: "
+                         f"{', '.join(sorted(EDITABLE))}")
+    where = "edit_job"
+    values: dict[str, Any] = {}
+    if "payload" in changes:
+        import json
+
+        payload = {} if changes["payload"] is None else changes["payload"]  # as enqueue does
+        payload = _check_schema(job_id, payload, where=where)
+        text = v.encode_payload(payload, max_bytes=get_settings().MAX_PAYLOAD_BYTES, where=where)
+        values["payload"] = json.loads(text)
+    opts = v.validate_options({k: changes[k] for k in ("queue", "priority", "retry_delay",
+                                                       "retry_backoff", "retry_delay_max",
+                                                       "timeout") if k in changes}, where=where)
+    for name in ("queue", "priority", "retry_delay", "retry_backoff", "retry_delay_max"):
+        if name in changes:
+            if opts.get(name) is None:
+                raise ValueError(f"{where}: {name} cannot be None")
+            values[name] = opts[name]
+    if "timeout" in changes:
+        values["timeout"] = opts.get("timeout")
+    if "max_attempts" in changes or "max_retries" in changes:
+        attempts = v.resolve_attempts(changes.get("max_attempts"), changes.get("max_retries"),
+                                      where=where)
+        if attempts is None:  # the column has no "use the default": say so instead of failing
+            raise ValueError(f"{where}: max_attempts cannot be None")
+        values["max_attempts"] = attempts
+    if "run_at" in changes or "delay" in changes:
+        now = timezone.now()
+        run_at = v.resolve_run_at(changes.get("delay"), changes.get("run_at"), now, where=where)
+        # A delay (or run_at=None: now) counts from the database's clock, like every due time.
+        values["run_at"] = run_at if changes.get("run_at") is not None else Now() + (run_at - now)
+    if "tags" in changes:
+        values["tags"] = v.validate_tags(changes["tags"], where=where)
+    parsed = parse_job_id(job_id)
+    if parsed is None or not values:
+        return False
+    data = {"fields": sorted(k for k in values)}
+    wake = "run_at" in values or "queue" in values  # it may be due now, or due elsewhere
+    return bool(_change([parsed], (JobStatus.PENDING,), values, "edited", data, wake=wake))
+
+
+# -- batches (the admin's actions): the same changes, many ids per transaction ------------
+
+BATCH = 500
+
+
+def _batches(job_ids: Any) -> list[list]:
+    parsed = [p for p in (parse_job_id(j) for j in job_ids) if p is not None]
+    return [parsed[i:i + BATCH] for i in range(0, len(parsed), BATCH)]
+
+
+def cancel_jobs(job_ids: Any) -> list:
+    """``cancel_job`` for many ids, 500 per transaction; returns the ids cancelled."""
+    from ..models import JobStatus
+
+    done: list = []
+    for chunk in _batches(job_ids):
+        changed = _change(chunk, (JobStatus.PENDING, JobStatus.WAITING),
+                          {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
+        _after_commit(signals.job_cancelled, changed)
+        done.extend(changed)
+    return done
+
+
+def retry_jobs(job_ids: Any) -> list:
+    """``retry_job`` for many ids, 500 per transaction; returns the ids put back."""
+    from ..models import JobStatus
+
+    done: list = []
+    for chunk in _batches(job_ids):
+        changed = _change(
+            chunk, (JobStatus.FAILED, JobStatus.CANCELLED),
+            {"status": JobStatus.PENDING, "run_at": Now(), "attempts": 0, "completed_at": None,
+             "progress": None},
+            "retried", {"by": "retry_job"}, wake=True,
+        )
+        _after_commit(signals.job_retried, changed, error=None, delay=0)
+        done.extend(changed)
+    return done
+
+
+def run_job_now(job_id: Any) -> bool:
+    """Make a job due now: a pending job scheduled for later runs at once, and a job waiting
+    for a time (``ctx.wait_for`` / ``wait_until``) ends its wait now, without using an attempt.
+
+    False for a job waiting for a token (complete the token instead), a pending job that is
+    already due, any other state, or an unknown id."""
+    return bool(run_jobs_now([job_id]))
+
+
+def run_jobs_now(job_ids: Any) -> list:
+    """``run_job_now`` for many ids, 500 per transaction; returns the ids made due."""
+    done: list = []
+    for chunk in _batches(job_ids):
+        done.extend(_run_now(chunk))
+    return done
+
+
+def _run_now(job_ids: list) -> list:
+    from django.utils.dateparse import parse_datetime
+
+    from ..models import Job, JobEvent, JobStatus
+    from ..runtime.context import RESERVED
+
+    store = _store()
+    alias = store.alias
+    jobs = Job.objects.using(alias)
+    wait_prefix = f"{RESERVED}wait:"
+    with transaction.atomic(using=alias):
+        # Scheduled for later: pull run_at in. The WHERE re-checks the state, so a job a worker
+        # claimed meanwhile is left alone.
+        later = list(jobs.filter(id__in=job_ids, status=JobStatus.PENDING, run_at__gt=Now())
+                     .order_by("id").select_for_update().values_list("id", flat=True))
+        if later:
+            jobs.filter(id__in=later, status=JobStatus.PENDING).update(run_at=Now(),
+                                                                       updated_at=Now())
+        # Waiting for a time: the handler replays its stored deadline, so move that too.
+        waiting = list(jobs.filter(id__in=job_ids, status=JobStatus.WAITING, wait_token="")
+                       .order_by("id").select_for_update().only("id", "steps"))
+        resumed = []
+        if waiting:
+            now = store.db_now()
+            for job in waiting:
+                steps = dict(job.steps or {})
+                for key, value in steps.items():
+                    until = parse_datetime(value) if (key.startswith(wait_prefix)
+                                                      and isinstance(value, str)) else None
+                    if until is not None and until > now:
+                        steps[key] = now.isoformat()
+                if jobs.filter(id=job.id, status=JobStatus.WAITING, wait_token="").update(
+                        status=JobStatus.PENDING, run_at=Now(), steps=steps, updated_at=Now()):
+                    resumed.append(job.id)
+        JobEvent.objects.using(alias).bulk_create(
+            [JobEvent(job_id=j, type=JobEvent.Kind.EDITED,
+                      data={"fields": ["run_at"], "by": "run_now"}) for j in later]
+            + [JobEvent(job_id=j, type=JobEvent.Kind.RESUMED, data={"reason": "run_now"})
+               for j in resumed]
+        )
+        done = later + resumed
+        if done and store.supports_notify:
+            store.notify(set(jobs.filter(id__in=done).values_list("queue", flat=True)))
+    return done

@@ -1,0 +1,98 @@
+"""SQLite: one writer at a time. The claim is a single ``UPDATE … RETURNING`` so its first
+statement takes the write lock (no read-then-upgrade, which SQLite refuses under contention)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from ..models import Job, JobEvent
+from .base import Finish, Store
+
+
+class SQLiteStore(Store):
+    bulk_complete = True
+    #: The database's clock, as Django stores datetimes (``%`` doubled: used with parameters).
+    now_sql = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"
+
+    def db_now(self) -> datetime:
+        """SQLite is embedded: its clock is this host's clock, read without a query."""
+        return datetime.now(UTC)
+
+    def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
+        if limit <= 0:
+            return []
+        table = Job._meta.db_table
+        token_field = Job._meta.get_field("lease_token")
+
+        def run() -> list[Job]:
+            token = uuid.uuid4()
+            marks = ", ".join(["%s"] * len(queues))
+            sql = (
+                f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, lease_owner = %s, '
+                f"lease_token = %s, started_at = {self.now_sql}, updated_at = {self.now_sql} "
+                f'WHERE id IN (SELECT id FROM "{table}" WHERE status = %s AND queue IN ({marks}) '
+                f"AND run_at <= {self.now_sql} "
+                f"AND (expires_at IS NULL OR expires_at > {self.now_sql}) "
+                "ORDER BY priority DESC, run_at LIMIT %s) RETURNING *"
+            )
+            params = ["processing", owner, token_field.get_db_prep_value(token, self.connection),
+                      "pending", *queues, limit]
+            with transaction.atomic(using=self.alias):
+                jobs = list(Job.objects.using(self.alias).raw(sql, params))
+                self._claim_events(jobs)
+            jobs.sort(key=lambda j: (-j.priority, j.run_at))
+            return jobs
+
+        return self.retrying(run)
+
+    def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
+        """One UPDATE … FROM (VALUES …) for the rows, fenced by their leases; one INSERT for
+        their events (the caller holds the transaction)."""
+        table, events = Job._meta.db_table, JobEvent._meta.db_table
+        uuid_field = Job._meta.get_field("lease_token")
+        prep = uuid_field.get_db_prep_value
+        params: list[object] = []
+        for o in outcomes:
+            result = None if o.result is None else json.dumps(o.result, allow_nan=False,
+                                                               ensure_ascii=False)
+            params += [prep(o.job_id, self.connection), prep(o.lease_token, self.connection),
+                       result]
+        rows = ", ".join(["(%s, %s, %s)"] * len(outcomes))
+        sql = (
+            f"WITH v (id, token, result) AS (VALUES {rows}) "
+            f'UPDATE "{table}" SET status = %s, result = v.result, '
+            f"completed_at = {self.now_sql}, updated_at = {self.now_sql}, "
+            "lease_token = NULL, lease_owner = '' FROM v "
+            f'WHERE "{table}".id = v.id AND "{table}".lease_token = v.token '
+            f'AND "{table}".status = %s RETURNING "{table}".id, "{table}".attempts'
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [*params, "completed", "processing"])
+            done = [(uuid.UUID(row[0]), row[1]) for row in cursor.fetchall()]
+            if done:
+                marks = ", ".join([f"(%s, 'completed', %s, {self.now_sql})"] * len(done))
+                values: list[object] = []
+                for job_id, attempt in done:
+                    values += [prep(job_id, self.connection), json.dumps({"attempt": attempt})]
+                cursor.execute(f'INSERT INTO "{events}" (job_id, type, data, created_at) '
+                               f"VALUES {marks}", values)
+        return {job_id for job_id, _ in done}
+
+    def _histogram_rows(self, start: datetime, end: datetime,
+                        size: int) -> Iterable[tuple[str, int, int]]:
+        # Native strftime, not Django's Python date functions (called once per row).
+        table = Job._meta.db_table
+        ops = self.connection.ops
+        sql = (f"SELECT status, (CAST(STRFTIME('%%s', completed_at) AS INTEGER) - %s) / %s, "
+               f'COUNT(*) FROM "{table}" WHERE status IN (%s, %s) AND completed_at >= %s '
+               f"AND completed_at < %s GROUP BY 1, 2")
+        params = [int(start.timestamp()), int(size), "completed", "failed",
+                  ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()

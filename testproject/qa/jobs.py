@@ -1,0 +1,119 @@
+"""Handlers the acceptance tests run in real worker processes. Each writes the ledger."""
+
+import os
+import time
+from dataclasses import dataclass
+
+from django_edgejobs import job
+
+from .models import Run
+
+
+@job("qa.record", max_attempts=3)
+def record(payload, ctx):
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid())
+    return {"ok": True}
+
+
+@job("qa.sleep", max_attempts=3, retry_delay=0)
+def sleep(payload, ctx):
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="start")
+    seconds = payload.get("seconds", 1)
+    if ctx.attempt > 1:
+        seconds = payload.get("retry_seconds", seconds)
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline and not ctx.cancelled.is_set():
+        time.sleep(0.05)
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(),
+                       phase="cancelled" if ctx.cancelled.is_set() else "done")
+    return {"slept": payload.get("seconds", 1)}
+
+
+@job("qa.noop", max_attempts=3)
+def noop(payload, ctx):
+    return None
+
+
+@job("qa.spin", force_kill=True, max_attempts=1)
+def spin(payload, ctx):
+    """Runs in a child process (force_kill): the tests make it spin, raise, exit or use a
+    step (refused in a child)."""
+    if payload.get("progress"):
+        ctx.set_progress(payload["progress"])
+    mode = payload.get("mode")
+    if mode == "spin":
+        while True:
+            pass
+    if mode == "step":
+        ctx.run("x", lambda: 1)
+    if mode == "raise":
+        raise ValueError("from the child")
+    if mode == "exit":
+        os._exit(3)
+    return {"pid": os.getpid()}
+
+
+@job("qa.steps", max_attempts=3)
+def steps(payload, ctx):
+    """Two durable steps with a pause between them (the tests kill the worker there)."""
+    def step(name):
+        Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase=name)
+        return name
+
+    ctx.run("one", lambda: step("one"))
+    if payload.get("pause") and ctx.attempt == 1:
+        Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(),
+                           phase="paused")
+        ctx.cancelled.wait(payload["pause"])
+    if payload.get("wait"):
+        ctx.wait_for(seconds=payload["wait"])
+    ctx.run("two", lambda: step("two"))
+    return {"done": True}
+
+
+@job("qa.work", max_attempts=3, retry_delay=0)
+def work(payload, ctx):
+    """A ledgered job of ``seconds`` (cooperative): start and done rows, one per attempt."""
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="start")
+    deadline = time.monotonic() + float(payload.get("seconds", 0))
+    while time.monotonic() < deadline:
+        if ctx.cancelled.wait(min(0.05, max(deadline - time.monotonic(), 0))):
+            Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(),
+                               phase="cancelled")
+            return {"cancelled": True}
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="done")
+    return {"pid": os.getpid()}
+
+
+@job("qa.poison", max_attempts=2, retry_delay=0)
+def poison(payload, ctx):
+    """Always raises, or kills its own worker process."""
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="start")
+    if payload.get("kill"):
+        os.kill(os.getpid(), 9)
+    raise RuntimeError("poison")
+
+
+@job("qa.five_steps", max_attempts=3, retry_delay=0)
+def five_steps(payload, ctx):
+    """Five durable steps; attempt 1 stops (the test kills the worker) after step 3."""
+    for n in range(1, 6):
+        ctx.run(f"step{n}", lambda n=n: Run.objects.create(
+            job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase=f"step{n}").id)
+        if n == 3 and ctx.attempt == 1:
+            Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(),
+                               phase="paused")
+            ctx.cancelled.wait(120)
+    return {"steps": 5}
+
+@dataclass
+class Count:
+    n: int
+    label: str = "count"
+
+
+@job("qa.typed-child", schema=Count, force_kill=True, max_attempts=1)
+def typed_child(payload, ctx):
+    """A force_kill handler with a dataclass schema: the child builds the instance."""
+    return {"class": type(payload).__name__, "n": payload.n, "label": payload.label,
+            "pid": os.getpid()}

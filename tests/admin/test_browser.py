@@ -1,0 +1,157 @@
+"""The admin in a real browser: headless Chromium driven by Playwright against live_server.
+
+Chromium comes from Debian (``scripts/ensure-browser`` installs it); these tests skip, saying
+why, only when it is not there. Screenshots go to ``$EDGEJOBS_SCREENSHOT_DIR`` when it is set
+(docs/images/ was made that way), else to the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from django_edgejobs import add_cron, enqueue, get_job
+from django_edgejobs.models import CronSchedule, Job
+
+CHROMIUM = os.environ.get("EDGEJOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - [dev] installs it
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="Playwright for Python is not installed (pip install playwright)"),
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                       reason=f"no Chromium at {CHROMIUM}: scripts/ensure-browser could not "
+                              "install it (it needs apt-get and root)"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    # Playwright's sync API runs an event loop in this thread; the tests' own ORM calls are
+    # synchronous and never overlap it.
+    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+    if old is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:  # pragma: no cover
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    target = Path(os.environ.get("EDGEJOBS_SCREENSHOT_DIR") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def page(browser, live_server):  # type: ignore[no-untyped-def]
+    User.objects.create_superuser("admin", "admin@example.com", "pw")
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    page.base = live_server.url
+    yield page
+    context.close()
+
+
+def run_action(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.select_option("select[name=action]", name)
+    page.click("button[name=index]")
+
+
+def test_dashboard_shows_the_charts(page, shots):  # type: ignore[no-untyped-def]
+    from tests.admin.data import populate
+
+    populate()
+    page.goto(f"{page.base}/admin/django_edgejobs/")
+    page.click("#edgejobs-dashboard-link a")
+    page.wait_for_selector("#chart-throughput-hour svg.edgejobs-chart")
+    assert page.locator("svg.edgejobs-chart").count() == 6
+    assert page.locator("#chart-throughput-hour svg rect").count() > 30
+    assert page.locator("#chart-wait-hour svg polyline").count() >= 1
+    box = page.locator("#chart-throughput-hour svg").bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 80
+    assert "web-1" in page.inner_text("#dashboard-workers")
+    assert "daily-report" in page.inner_text("#dashboard-cron")
+    page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)
+    # A number on the dashboard leads to the jobs it counts.
+    page.click("#dashboard-queues a:text('emails')")
+    page.wait_for_selector("#result_list")
+    assert "queue=emails" in page.url
+
+
+def test_retry_a_failed_job_from_the_list(page, shots):  # type: ignore[no-untyped-def]
+    from tests.admin.data import populate
+
+    failed = populate()["failed"]
+    page.goto(f"{page.base}/admin/django_edgejobs/job/")
+    # The screenshot without the navigation sidebar, so every column fits.
+    page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    page.reload()
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list progress").count() >= 1
+    page.screenshot(path=str(shots / "admin-job-list.png"), full_page=False)
+    page.goto(f"{page.base}/admin/django_edgejobs/job/?status=failed")
+    page.wait_for_selector("#result_list")
+    page.check(f"input.action-select[value='{failed.pk}']")
+    run_action(page, "retry_selected")
+    page.wait_for_selector(".messagelist")
+    assert "1 job retried" in page.inner_text(".messagelist")
+    assert get_job(failed.pk).status == "pending"
+
+
+def test_cancel_a_job_from_its_detail_page(page, shots):  # type: ignore[no-untyped-def]
+    job = enqueue("shop.send_email", {"to": "ann@example.com", "api_key": "sk_live_123"},
+                  delay=timedelta(hours=2), tags=["welcome", "user:42"])
+    Job.objects.filter(pk=job.pk).update(
+        last_error="ConnectionError: smtp.example.com refused",
+        error_history=[{"attempt": 1, "error": "ConnectionError: smtp.example.com refused",
+                        "traceback": 'Traceback (most recent call last):\n  File "shop/jobs.py"'
+                                     ', line 17, in send_order_email\n    sent = send_mail(\n'
+                                     "ConnectionError: smtp.example.com refused",
+                        "at": "2026-05-01T09:00:00+00:00"}], attempts=1)
+    page.goto(f"{page.base}/admin/django_edgejobs/job/{job.pk}/change/")
+    page.wait_for_selector("#job-payload")
+    assert "sk_live_123" not in page.inner_text("#job-payload")
+    page.screenshot(path=str(shots / "admin-job-detail.png"), full_page=True)
+    page.click("#job-cancel")
+    page.wait_for_selector(".messagelist")
+    assert "1 job cancelled" in page.inner_text(".messagelist")
+    assert get_job(job.pk).status == "cancelled"
+    assert page.locator("#job-cancel").count() == 0  # nothing left to cancel
+    assert page.locator("#job-retry").count() == 1
+
+
+def test_pause_a_schedule(page):  # type: ignore[no-untyped-def]
+    schedule = add_cron("nightly", "0 2 * * *", "shop.daily_report")
+    page.goto(f"{page.base}/admin/django_edgejobs/cronschedule/")
+    page.wait_for_selector("#result_list")
+    assert "At 02:00" in page.inner_text("#result_list")
+    page.check(f"input.action-select[value='{schedule.pk}']")
+    run_action(page, "pause_selected")
+    page.wait_for_selector(".messagelist")
+    assert "Paused: nightly" in page.inner_text(".messagelist")
+    assert CronSchedule.objects.get(pk=schedule.pk).enabled is False

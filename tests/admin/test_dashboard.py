@@ -1,0 +1,174 @@
+"""The dashboard: its numbers (backdated rows, no sleeps), its charts and its links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from django_edgejobs import add_cron, pause_cron
+from django_edgejobs.admin import stats
+from django_edgejobs.models import Job, Worker
+from django_edgejobs.store import get_store
+from tests.admin.conftest import make_job
+
+pytestmark = pytest.mark.django_db
+
+URL = "admin:django_edgejobs_dashboard"
+
+
+def finished(status: str, ago: timedelta, wait: float = 1.0, run: float = 2.0, **kw) -> Job:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    done = now - ago
+    started = done - timedelta(seconds=run)
+    return make_job(status, completed_at=done, started_at=started,
+                    run_at=started - timedelta(seconds=wait), **kw)
+
+
+def test_throughput_counts_each_bucket_of_the_hour_and_the_day():
+    now = get_store().db_now()
+    finished("completed", timedelta(seconds=5))
+    finished("completed", timedelta(seconds=10))
+    finished("failed", timedelta(minutes=2, seconds=1))
+    finished("completed", timedelta(minutes=90))
+    finished("completed", timedelta(hours=30))  # outside both windows
+    hour = stats.throughput(stats.hour_buckets(now))
+    assert sum(hour["completed"]) == 2 and sum(hour["failed"]) == 1
+    assert hour["completed"][-1] + hour["completed"][-2] == 2  # this minute or the last
+    assert hour["failed"][-3] + hour["failed"][-4] == 1
+    day = stats.throughput(stats.day_buckets(now))
+    assert sum(day["completed"]) == 3 and sum(day["failed"]) == 1
+
+
+def test_buckets_end_after_now_and_are_aligned():
+    now = timezone.now()
+    hour = stats.hour_buckets(now)
+    assert hour.end > now >= hour.end - timedelta(minutes=1)
+    assert hour.end.second == 0 and hour.end.microsecond == 0
+    assert len(hour.edges()) == 60 and hour.edges()[0][0] == hour.start
+    day = stats.day_buckets(now)
+    assert day.end.minute == 0 and len(day.edges()) == 24
+
+
+def test_latency_percentiles_per_bucket():
+    now = get_store().db_now()
+    for i in range(1, 21):
+        finished("completed", timedelta(seconds=30), wait=i, run=i * 10)
+    buckets = stats.Buckets(stats.hour_buckets(now).end, timedelta(minutes=5), 12)
+    values = stats.latency(buckets)
+    assert values["wait_p50"][-1] == pytest.approx(10, abs=0.01)
+    assert values["wait_p95"][-1] == pytest.approx(19, abs=0.01)
+    assert values["run_p95"][-1] == pytest.approx(190, abs=0.01)
+    assert values["run_p50"][0] is None  # no completion an hour ago
+
+
+def test_queue_counts_oldest_due_failure_rate_stuck_overdue():
+    now = timezone.now()
+    make_job("pending", run_at=now - timedelta(minutes=10))
+    make_job("pending", run_at=now - timedelta(seconds=5), queue="bees")
+    make_job("pending", run_at=now + timedelta(hours=1))
+    make_job("waiting")
+    make_job("processing", lease_owner="nobody")
+    finished("completed", timedelta(minutes=5))
+    finished("failed", timedelta(minutes=5), queue="bees")
+    finished("failed", timedelta(hours=5))
+    data = stats.collect(get_store().db_now())
+    rows = {r.queue: r for r in data["queues"]}
+    assert rows["default"].counts == {"pending": 2, "waiting": 1, "processing": 1,
+                                      "completed": 1}
+    assert rows["default"].due == 1 and rows["bees"].due == 1
+    assert data["due"] == 2
+    assert data["oldest_due_age"] >= timedelta(minutes=9)
+    assert data["totals_1h"] == {"completed": 1, "failed": 1, "cancelled": 0}
+    assert data["failure_rate_1h"] == 0.5
+    assert data["failure_rate_24h"] == pytest.approx(2 / 3)
+    assert data["stuck"] == 1 and data["overdue"] == 1
+    assert {"emails", "reports", "webhooks"} <= set(rows)  # configured queues always show
+
+
+def test_workers_alive_dead_and_what_they_run():
+    now = timezone.now()
+    Worker.objects.create(id="w1", hostname="a", pid=1, concurrency=4)
+    Worker.objects.create(id="w2", hostname="b", pid=2, concurrency=4,
+                          last_heartbeat=now - timedelta(minutes=5))
+    Worker.objects.create(id="w3", hostname="c", pid=3, concurrency=4, stopped_at=now)
+    job = make_job("processing", lease_owner="w1", progress=20)
+    rows = {r.worker.id: r for r in stats.workers(get_store().db_now())}
+    assert set(rows) == {"w1", "w2"}  # a stopped worker is not shown
+    assert rows["w1"].alive and not rows["w2"].alive
+    assert rows["w1"].running_count == 1 and rows["w1"].running[0]["id"] == job.id
+
+
+def test_next_cron_runs_skip_paused_schedules():
+    add_cron("a", "*/5 * * * *", "t.a")
+    add_cron("b", "0 0 1 1 *", "t.a")
+    add_cron("c", "* * * * *", "t.a")
+    pause_cron("c")
+    runs = stats.next_cron_runs(timezone.now())
+    assert [r.schedule.name for r in runs] == ["a", "b"]
+    assert runs[0].at > timezone.now()
+
+
+def test_the_page_shows_numbers_charts_and_links_to_the_filtered_list(admin_client):
+    finished("completed", timedelta(minutes=3))
+    finished("failed", timedelta(minutes=3), queue="bees")
+    Worker.objects.create(id="w1", hostname="a", pid=1, concurrency=4)
+    make_job("processing", lease_owner="w1")
+    add_cron("nightly", "0 2 * * *", "t.a")
+    response = admin_client.get(reverse(URL))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('<svg class="edgejobs-chart"') == 6
+    assert "<rect" in html and "<circle" in html
+    assert "?queue=bees&amp;status=failed&amp;finished=1h" in html
+    assert "?attention=stuck" in html and "?attention=overdue" in html
+    assert "w1" in html and "nightly" in html and "At 02:00" in html
+    # Following a number's link lists exactly what it counted.
+    listed = admin_client.get(reverse("admin:django_edgejobs_job_changelist"),
+                              {"queue": "bees", "status": "failed", "finished": "1h"})
+    assert len(listed.context["cl"].result_list) == 1
+
+
+def test_auto_refresh_is_a_meta_refresh_and_off_by_default(admin_client):
+    assert 'http-equiv="refresh"' not in admin_client.get(reverse(URL)).content.decode()
+    html = admin_client.get(reverse(URL), {"refresh": "30"}).content.decode()
+    assert '<meta http-equiv="refresh" content="30">' in html
+    html = admin_client.get(reverse(URL), {"refresh": "1"}).content.decode()
+    assert 'http-equiv="refresh"' not in html  # only the offered intervals
+
+
+def test_the_app_index_and_the_job_list_link_to_the_dashboard(admin_client):
+    url = reverse(URL)
+    assert url in admin_client.get(reverse("admin:app_list",
+                                           args=["django_edgejobs"])).content.decode()
+    assert url in admin_client.get(
+        reverse("admin:django_edgejobs_job_changelist")).content.decode()
+
+
+def test_the_dashboard_uses_a_bounded_number_of_queries(admin_client,
+                                                        django_assert_max_num_queries):
+    for i in range(30):
+        finished("completed", timedelta(minutes=i * 7))
+    with django_assert_max_num_queries(60):
+        admin_client.get(reverse(URL))
+
+
+def test_post_is_not_allowed(admin_client):
+    assert admin_client.post(reverse(URL)).status_code == 405
+
+
+def test_the_vendor_histogram_matches_the_portable_one_at_bucket_edges():
+    from django_edgejobs.store.base import Store
+
+    start = stats.floor_time(timezone.now(), timedelta(minutes=1)) - timedelta(minutes=10)
+    for seconds, status in ((0, "completed"), (59.999, "completed"), (60, "failed"),
+                            (61, "completed"), (599, "failed"), (600, "completed"),
+                            (-1, "completed")):
+        make_job(status, completed_at=start + timedelta(seconds=seconds))
+    vendor = get_store().finished_histogram(start, 60, 10)
+    portable = Store(get_store().alias).finished_histogram(start, 60, 10)
+    assert vendor == portable
+    assert vendor["completed"] == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert vendor["failed"] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
