@@ -183,10 +183,10 @@ class EdgeClientMixin:
         encoded, px = self._encode_for_set(value, timeout)
         if px is not None and px <= 0:
             return self._set_many_made({made: value}, timeout, metadata, cond)[0] == 1
-        # One key: the same script as set_many, without the grouping.
+        # One key: set_many's script for a single pair.
         args = ["" if px is None else px, cond, "k" if metadata is None else "r",
                 "" if metadata is None else dump_metadata(metadata), encoded]
-        return lua.SET(self._conn(made), [made, meta_key(made)], args)[0] == 1
+        return lua.SET_ONE(self._conn(made), [made, meta_key(made)], args) == 1
 
     def _follow_on(self, client: Any, made: str, timeout: Any, metadata: Any) -> None:
         px = self._px(timeout)
