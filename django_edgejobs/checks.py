@@ -61,6 +61,7 @@ _NON_NEGATIVE_NUMBER = ("SHUTDOWN_TIMEOUT", "DEFAULT_RETRY_DELAY", "DEFAULT_RETR
 _HINTS = {
     "QUEUES": "For example ['default', 'emails'].",
     "DEFAULT_RETRY_BACKOFF": "True or False.",
+    "PREPARED_STATEMENTS": "True or False.",
 }
 
 
@@ -85,7 +86,7 @@ def _value_problem(name: str, value: Any) -> str | None:
     elif name in _NON_NEGATIVE_NUMBER:
         if not _is_number(value) or value < 0:
             return "must be a number >= 0"
-    elif name == "DEFAULT_RETRY_BACKOFF" and not isinstance(value, bool):
+    elif name in ("DEFAULT_RETRY_BACKOFF", "PREPARED_STATEMENTS") and not isinstance(value, bool):
         return "must be True or False"
     return None
 

@@ -33,6 +33,10 @@ class EdgeJobsSettings:
     MAX_ERROR_HISTORY: int = 25
     CRON: dict[str, Any] = field(default_factory=dict)
     REDACT_KEYS: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
+    #: PostgreSQL: prepare the hot-path statements (enqueue, claim, completion) on the server.
+    #: Turn off behind a pooler that cannot keep prepared statements (PgBouncer before 1.21,
+    #: or without max_prepared_statements, in transaction mode).
+    PREPARED_STATEMENTS: bool = True
 
 
 KNOWN_KEYS = frozenset(f.name for f in fields(EdgeJobsSettings))

@@ -99,6 +99,7 @@ class Job(models.Model):
     # the database's clock at insert time); declared here only for type checkers.
     enqueue_delay: float | None
     enqueue_expires: float | None
+    payload_json: str | None  # the payload as validated JSON text
     updated_at = models.DateTimeField(default=timezone.now)
 
     objects = JobQuerySet.as_manager()

@@ -3,26 +3,147 @@ with LISTEN/NOTIFY (the notification is delivered when the enqueueing transactio
 
 from __future__ import annotations
 
-import contextlib
 import json
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import partial
+from operator import attrgetter
+from typing import Any
 
-from django.db import transaction
+import psycopg
 
+from ..conf import get_settings
 from ..models import Job, JobEvent
 from .base import Finish, Store
 
 CHANNEL = "django_edgejobs"
-#: Rows per INSERT statement (PostgreSQL allows 65,535 parameters per statement).
-INSERT_CHUNK = 2000
+
+# The insert's columns: every concrete field of Job, plus the delays that ``run_at`` and
+# ``expires_at`` take from the database's clock when the caller gave seconds, not a moment.
+_NAMES: list[str] = []
+_SELECTED: list[str] = []
+
+
+def _insert_shape(connection):
+    """(column list, one ``%s::type[]`` per array, a function giving a job's array values)."""
+    global _SHAPE
+    if _SHAPE is not None:
+        return _SHAPE
+    fields = list(Job._meta.concrete_fields)
+    names, selected, casts = [], [], []
+    for f in fields:
+        name = f"c_{f.column}"
+        kind = f.db_type(connection)
+        json_field = f.get_internal_type() == "JSONField"
+        names.append(name)
+        casts.append(f"%s::{'text' if json_field else kind}[]")
+        if f.attname in ("run_at", "expires_at"):
+            names.append(f"{name}_in")
+            casts.append("%s::float8[]")
+            selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
+                            "* interval '1 second')")
+        else:
+            selected.append(f"{name}::jsonb" if json_field else name)
+    _NAMES[:], _SELECTED[:] = names, selected
+    getters: list[Callable[[Job], object]] = []
+    for f in fields:
+        if f.attname == "payload":
+            getters.append(_payload_text)
+        elif f.get_internal_type() == "JSONField":
+            getters.append(partial(_json_text, f.attname))
+        elif f.attname == "run_at":
+            getters += [partial(_moment, "run_at", "enqueue_delay"), _delay]
+        elif f.attname == "expires_at":
+            getters += [partial(_moment, "expires_at", "enqueue_expires"), _expires_in]
+        elif f.get_internal_type() == "FloatField":  # an array holds one type: 60 -> 60.0
+            getters.append(partial(_as_float, f.attname))
+        else:
+            getters.append(attrgetter(f.attname))
+
+    def values(job: Job) -> list[object]:
+        return [get(job) for get in getters]
+
+    _SHAPE = ([f'"{f.column}"' for f in fields], casts, values)
+    return _SHAPE
+
+
+_SHAPE = None
+
+
+def _payload_text(job: Job) -> str:
+    """enqueue keeps the JSON text it validated; otherwise encode the payload now."""
+    return getattr(job, "payload_json", None) or json.dumps(job.payload)
+
+
+def _json_text(attname: str, job: Job) -> str | None:
+    value = getattr(job, attname)
+    return None if value is None else json.dumps(value)
+
+
+def _moment(attname: str, seconds_attname: str, job: Job) -> object:
+    """The stored moment, or NULL when the database computes it from seconds."""
+    return None if getattr(job, seconds_attname, None) is not None else getattr(job, attname)
+
+
+def _as_float(attname: str, job: Job) -> float | None:
+    value = getattr(job, attname)
+    return None if value is None else float(value)
+
+
+def _delay(job: Job) -> float:
+    delay = getattr(job, "enqueue_delay", None)
+    return 0.0 if delay is None else float(delay)
+
+
+def _expires_in(job: Job) -> float | None:
+    seconds = getattr(job, "enqueue_expires", None)
+    return None if seconds is None else float(seconds)
+
+_CLAIM_FIELDS = [f.attname for f in Job._meta.concrete_fields]
+_CLAIM_COLUMNS = ", ".join(f't."{f.column}"' for f in Job._meta.concrete_fields)
+#: Fields whose database value needs Django's conversion (JSON arrives as text).
+_CONVERTED = [(i, f) for i, f in enumerate(Job._meta.concrete_fields)
+              if f.get_internal_type() == "JSONField"]
+
+
+def _job_from_row(alias: str, row: tuple[Any, ...]) -> Job:
+    values = list(row)
+    for i, f in _CONVERTED:
+        if values[i] is not None:
+            values[i] = f.from_db_value(values[i], None, None)
+    return Job.from_db(alias, _CLAIM_FIELDS, values)
 
 
 class PostgresStore(Store):
     supports_notify = True
     bulk_complete = bulk_complete_is_atomic = True
     now_sql = "statement_timestamp()"
+
+    def _bound(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        """Run one hot-path statement with server-side binding and return its rows.
+
+        Django's psycopg cursor binds on the client (it quotes every value into the SQL text
+        in Python); this one sends the parameters apart, in binary, and psycopg prepares
+        the statement on the server after a few runs. Errors are Django's, and the statement
+        is logged like any other when queries are (``CaptureQueriesContext``, DEBUG)."""
+        conn = self.connection
+        conn.ensure_connection()
+        conn.validate_no_broken_transaction()
+        raw = conn.connection
+        prepare = get_settings().PREPARED_STATEMENTS
+        if prepare and raw.prepare_threshold is None:
+            # Django leaves automatic preparing off (None); a threshold no statement reaches
+            # keeps it off for Django's queries while ``prepare=True`` works for ours.
+            raw.prepare_threshold = 2**31 - 1
+        started = time.monotonic()
+        with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            cursor.execute(sql, params, prepare=prepare)
+            rows = cursor.fetchall() if cursor.description else []
+        if conn.queries_logged:
+            conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+        return rows
 
     def notify(self, queues: Iterable[str]) -> None:
         queues = sorted(set(queues))
@@ -34,59 +155,36 @@ class PostgresStore(Store):
             )
 
     def _insert_rows(self, jobs: list[Job], *, conflicts: bool) -> set[uuid.UUID]:
-        """One statement per chunk: the rows, their ``added`` events and the notification.
+        """One statement: the rows, their ``added`` events and the notification.
 
-        A delayed job's ``run_at`` is computed in SQL from the database's clock."""
+        Each column travels as one array parameter (``unnest``), so the statement and its
+        parameter list stay the same size however many jobs there are. A delayed job's
+        ``run_at`` (and an expiry given in seconds) is computed in SQL from the database's
+        clock."""
         inserted: set[uuid.UUID] = set()
         if not jobs:
             return inserted
-        fields = list(Job._meta.concrete_fields)
-        columns = ", ".join(f'"{f.column}"' for f in fields)
-        marks = ", ".join(
-            "COALESCE(%s, statement_timestamp() + %s * interval '1 second')"
-            if f.attname == "run_at" else
-            "COALESCE(%s::timestamptz, statement_timestamp() + %s::float8 * interval '1 second')"
-            if f.attname == "expires_at" else "%s" for f in fields
-        )
+        columns, casts, values = _insert_shape(self.connection)
+        arrays: list[list[object]] = [[] for _ in range(len(casts))]
+        for job in jobs:
+            for column, value in zip(arrays, values(job), strict=True):
+                column.append(value)
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
         conflict = "ON CONFLICT DO NOTHING " if conflicts else ""
-        chunks = [jobs[i:i + INSERT_CHUNK] for i in range(0, len(jobs), INSERT_CHUNK)]
-        # One statement is atomic on its own; several need a transaction around them.
-        block = (transaction.atomic(using=self.alias, savepoint=False) if len(chunks) > 1
-                 else contextlib.nullcontext())
-        with block:
-            for chunk in chunks:
-                by_id = {job.id: job for job in chunk}
-                params: list[object] = []
-                for job in chunk:
-                    delay = getattr(job, "enqueue_delay", None)
-                    expires_in = getattr(job, "enqueue_expires", None)
-                    for f in fields:
-                        if f.attname == "run_at":
-                            params += [None, delay] if delay is not None else [
-                                f.get_db_prep_save(job.run_at, self.connection), 0]
-                        elif f.attname == "expires_at":  # NULL stays NULL: NULL * interval
-                            params += [None, expires_in] if expires_in is not None else [
-                                f.get_db_prep_save(job.expires_at, self.connection), None]
-                        else:
-                            params.append(f.get_db_prep_save(f.pre_save(job, True),
-                                                             self.connection))
-                sql = (
-                    f'WITH j AS (INSERT INTO "{job_table}" ({columns}) VALUES '
-                    + ", ".join([f"({marks})"] * len(chunk))
-                    + f" {conflict}RETURNING id, queue, run_at, expires_at), "
-                    f'e AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
-                    "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
-                    "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "
-                    "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
-                )
-                params.append(CHANNEL)
-                with self.connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    for job_id, run_at, expires_at, _ in cursor.fetchall():
-                        inserted.add(job_id)
-                        by_id[job_id].run_at = run_at
-                        by_id[job_id].expires_at = expires_at
+        sql = (
+            f'WITH j AS (INSERT INTO "{job_table}" ({", ".join(columns)}) '
+            f"SELECT {', '.join(_SELECTED)} FROM unnest({', '.join(casts)}) "
+            f"AS t({', '.join(_NAMES)}) {conflict}RETURNING id, queue, run_at, expires_at), "
+            f'e AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
+            "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
+            "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "
+            "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
+        )
+        by_id = {job.id: job for job in jobs}
+        for job_id, run_at, expires_at, _ in self._bound(sql, [*arrays, CHANNEL]):
+            inserted.add(job_id)
+            by_id[job_id].run_at = run_at
+            by_id[job_id].expires_at = expires_at
         return inserted
 
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
@@ -105,7 +203,7 @@ class PostgresStore(Store):
             "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
             "started_at = statement_timestamp(), updated_at = statement_timestamp() "
             "FROM picked WHERE t.id = picked.id "
-            "RETURNING t.*), "
+            f"RETURNING {_CLAIM_COLUMNS}), "
             f'ev AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
             "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
             "lease_owner), statement_timestamp() FROM claimed) "
@@ -114,23 +212,26 @@ class PostgresStore(Store):
 
         def run() -> list[Job]:
             # One statement, so its own transaction outside atomic: no BEGIN/COMMIT trips.
-            params = [queue_param, limit, owner, uuid.uuid4()]
-            return list(Job.objects.using(self.alias).raw(sql, params))
+            rows = self._bound(sql, [queue_param, limit, owner, uuid.uuid4()])
+            return [_job_from_row(self.alias, row) for row in rows]
 
         return self.retrying(run)
 
     def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         """One statement: the rows (fenced by their leases) and their ``completed`` events."""
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
-        rows, params = [], []
+        ids, tokens, results, attempts = [], [], [], []
         for o in outcomes:
-            rows.append("(%s::uuid, %s::uuid, %s::jsonb, %s::int)")
-            result = None if o.result is None else json.dumps(o.result, allow_nan=False,
-                                                               ensure_ascii=False)
-            params += [o.job_id, o.lease_token, result, o.attempt]
+            ids.append(o.job_id)
+            tokens.append(o.lease_token)
+            results.append(None if o.result is None else json.dumps(
+                o.result, allow_nan=False, ensure_ascii=False))
+            attempts.append(o.attempt)
         sql = (
-            f"WITH v (id, token, result, attempt) AS (VALUES {', '.join(rows)}), "
-            f'u AS (UPDATE "{job_table}" AS t SET status = \'completed\', result = v.result, '
+            "WITH v (id, token, result, attempt) AS (SELECT * FROM "
+            "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::int[])), "
+            f'u AS (UPDATE "{job_table}" AS t SET status = \'completed\', '
+            "result = v.result::jsonb, "
             "completed_at = statement_timestamp(), updated_at = statement_timestamp(), "
             "lease_token = NULL, lease_owner = '' FROM v "
             "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
@@ -139,9 +240,7 @@ class PostgresStore(Store):
             "SELECT id, 'completed', jsonb_build_object('attempt', attempt), "
             "statement_timestamp() FROM u RETURNING job_id"
         )
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return {row[0] for row in cursor.fetchall()}
+        return {row[0] for row in self._bound(sql, [ids, tokens, results, attempts])}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
         import json
