@@ -38,10 +38,10 @@ def _insert_shape(connection):
         kind = f.db_type(connection)
         json_field = f.get_internal_type() == "JSONField"
         names.append(name)
-        casts.append(f"%s::{'text' if json_field else kind}[]")
+        casts.append(f"%b::{'text' if json_field else kind}[]")
         if f.attname in ("run_at", "expires_at"):
             names.append(f"{name}_in")
-            casts.append("%s::float8[]")
+            casts.append("%b::float8[]")
             selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
                             "* interval '1 second')")
         else:
