@@ -285,7 +285,11 @@ class Store:
             return set()
         fast = ([o for o in outcomes if o.kind == "completed" and not o.events]
                 if self.bulk_complete else [])
-        rest = [o for o in outcomes if not any(o is f for f in fast)] if fast else outcomes
+        if fast:
+            in_fast = {id(o) for o in fast}
+            rest = [o for o in outcomes if id(o) not in in_fast]
+        else:
+            rest = list(outcomes)
         if fast and not rest and self.bulk_complete_is_atomic:
             return self.retrying(lambda: self._complete_many(fast))
 
