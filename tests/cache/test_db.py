@@ -3,14 +3,13 @@ keyspaces, query counts (SQLite by default, PostgreSQL with DATABASE_URL)."""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 from django.db import connections
 
 from django_edgejobs.cache import DatabaseEdgeCache
 from django_edgejobs.models import CacheEntry
 
+from . import spawned
 from .conftest import Clock, make_db_cache
 
 pytestmark = pytest.mark.django_db
@@ -21,8 +20,7 @@ def test_increments_are_atomic_across_processes() -> None:
     cache = make_db_cache()
     cache.set("seen", 0, None)
     connections.close_all()  # children open their own connections
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_hammer, args=(cache.key_prefix, 50)) for _ in range(4)]
+    procs = spawned.processes("tests.cache.test_db:_hammer", (cache.key_prefix, 50), 4)
     for proc in procs:
         proc.start()
     for proc in procs:

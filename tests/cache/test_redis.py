@@ -3,7 +3,6 @@ round trips, namespace safety, failure behaviour."""
 
 from __future__ import annotations
 
-import multiprocessing
 import socket
 import threading
 import time
@@ -19,6 +18,7 @@ from django_redis.client import DefaultClient, HerdClient, ShardClient
 from django_edgejobs.cache import RedisEdgeCache
 from django_edgejobs.cache.redis_client import meta_key
 
+from . import spawned
 from .conftest import REAL_REDIS, make_redis_cache
 
 Factory = Callable[..., RedisEdgeCache]
@@ -131,10 +131,9 @@ def test_sharded_client(redis_factory: Factory) -> None:
 def test_increments_are_atomic_across_processes(redis_cache: RedisEdgeCache) -> None:
     if not REAL_REDIS:
         pytest.skip("processes need a real server")
-    ctx = multiprocessing.get_context("fork")
     params = {"KEY_PREFIX": redis_cache.key_prefix, "OPTIONS": {}}
-    procs = [ctx.Process(target=_hammer, args=(redis_cache._server, params, 200))
-             for _ in range(4)]
+    procs = spawned.processes("tests.cache.test_redis:_hammer",
+                              (redis_cache._server, params, 200), 4)
     for proc in procs:
         proc.start()
     for proc in procs:
