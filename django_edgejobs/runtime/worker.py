@@ -106,6 +106,7 @@ class Worker:
         self._done: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._registered = False
+        self._beaten = 0.0
         self.listener: Listener | None = None
         self.exit_code = 0
 
@@ -121,6 +122,7 @@ class Worker:
             concurrency=self.concurrency,
         ))
         self._registered = True
+        self._beaten = time.monotonic()
 
     # -- one pass, in this thread -----------------------------------------------------
 
@@ -129,6 +131,11 @@ class Worker:
         outcomes. Returns how many jobs ran."""
         if not self._registered:
             self.register()
+        elif time.monotonic() - self._beaten >= get_settings().HEARTBEAT_INTERVAL:
+            # No heartbeat thread here: beat between passes, so a caller that runs passes
+            # for longer than WORKER_TIMEOUT does not get its jobs reclaimed.
+            self.heartbeat.run_once()
+            self._beaten = time.monotonic()
         jobs = self.store.claim(self.id, self.queues, self.batch_size)
         results: list[tuple[InFlight, Finish, float]] = []
         for job in jobs:

@@ -369,3 +369,17 @@ def test_nul_characters_in_errors_are_stored_escaped(register):
     job = get_job(job.id)
     assert job.status == "failed"
     assert job.last_error == "ValueError: a\\x00b"
+
+
+def test_run_once_beats_between_passes_when_the_interval_has_passed(register, settings):
+    from django_edgejobs.models import Worker as WorkerRow
+
+    register("t.noop", lambda p, c: None)
+    settings.EDGEJOBS = {"HEARTBEAT_INTERVAL": 0.01}
+    worker = Worker(["default"], worker_id="passes")
+    worker.run_once()  # registers
+    stale = timezone.now() - timedelta(hours=1)
+    WorkerRow.objects.filter(id="passes").update(last_heartbeat=stale)
+    worker._beaten -= 1  # the interval has passed
+    worker.run_once()
+    assert WorkerRow.objects.get(id="passes").last_heartbeat > stale + timedelta(minutes=59)
