@@ -104,7 +104,8 @@ def _new_job(**values: Any):
             else:
                 constant = f.get_default()  # immutable: 0, "", "pending", None
                 _FIELDS.append((f.attname, lambda value=constant: value))
-    return Job(*[values[name] if name in values else default() for name, default in _FIELDS])
+    args = [values[name] if name in values else default() for name, default in _FIELDS]
+    return Job(*args)  # type: ignore[misc]  # positional: one argument per concrete field
 
 
 def enqueue(type: str, payload: Any = None, **options: Any):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -20,56 +20,63 @@ from .base import Finish, Store
 
 CHANNEL = "django_edgejobs"
 
-# The insert's columns: every concrete field of Job, plus the delays that ``run_at`` and
-# ``expires_at`` take from the database's clock when the caller gave seconds, not a moment.
-_NAMES: list[str] = []
-_SELECTED: list[str] = []
+class _InsertShape(NamedTuple):
+    """The enqueue statement's pieces, derived once from the Job model.
+
+    Every concrete field travels as one array parameter; ``run_at`` and ``expires_at`` come
+    with a second array of seconds, for the moments the database computes from its own clock
+    (a ``delay``, an ``expires`` in seconds)."""
+
+    columns: str  # the job table's columns
+    selected: str  # what the SELECT over unnest() yields for them
+    arrays: str  # one typed array parameter per unnest() column
+    names: str  # the unnest() columns
+    getters: list[Callable[[Job], object]]  # one per array: a job's value in it
 
 
-def _insert_shape(connection):
-    """(column list, one ``%s::type[]`` per array, a function giving a job's array values)."""
-    global _SHAPE
-    if _SHAPE is not None:
-        return _SHAPE
-    fields = list(Job._meta.concrete_fields)
-    names, selected, casts = [], [], []
-    for f in fields:
+_shape: _InsertShape | None = None
+
+
+def _insert_shape(connection: Any) -> _InsertShape:
+    """Built on first use (PostgreSQL's column types are the same on every connection)."""
+    global _shape
+    if _shape is None:
+        _shape = _build_insert_shape(connection)
+    return _shape
+
+
+def _build_insert_shape(connection: Any) -> _InsertShape:
+    names: list[str] = []
+    selected: list[str] = []
+    arrays: list[str] = []
+    getters: list[Callable[[Job], object]] = []
+    for f in Job._meta.concrete_fields:
         name = f"c_{f.column}"
-        kind = f.db_type(connection)
-        json_field = f.get_internal_type() == "JSONField"
+        kind = f.get_internal_type()
         names.append(name)
-        casts.append(f"%b::{'text' if json_field else kind}[]")
+        arrays.append(f"%b::{'text' if kind == 'JSONField' else f.db_type(connection)}[]")
         if f.attname in ("run_at", "expires_at"):
+            seconds = "enqueue_delay" if f.attname == "run_at" else "enqueue_expires"
             names.append(f"{name}_in")
-            casts.append("%b::float8[]")
+            arrays.append("%b::float8[]")
             selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
                             "* interval '1 second')")
-        else:
-            selected.append(f"{name}::jsonb" if json_field else name)
-    _NAMES[:], _SELECTED[:] = names, selected
-    getters: list[Callable[[Job], object]] = []
-    for f in fields:
+            getters += [partial(_moment, f.attname, seconds),
+                        _delay if f.attname == "run_at" else _expires_in]
+            continue
+        selected.append(f"{name}::jsonb" if kind == "JSONField" else name)
         if f.attname == "payload":
             getters.append(_payload_text)
-        elif f.get_internal_type() == "JSONField":
+        elif kind == "JSONField":
             getters.append(partial(_json_text, f.attname))
-        elif f.attname == "run_at":
-            getters += [partial(_moment, "run_at", "enqueue_delay"), _delay]
-        elif f.attname == "expires_at":
-            getters += [partial(_moment, "expires_at", "enqueue_expires"), _expires_in]
-        elif f.get_internal_type() == "FloatField":  # an array holds one type: 60 -> 60.0
+        elif kind == "FloatField":  # an array holds one type: 60 -> 60.0
             getters.append(partial(_as_float, f.attname))
         else:
             getters.append(attrgetter(f.attname))
-
-    def values(job: Job) -> list[object]:
-        return [get(job) for get in getters]
-
-    _SHAPE = ([f'"{f.column}"' for f in fields], casts, values)
-    return _SHAPE
-
-
-_SHAPE = None
+    return _InsertShape(
+        columns=", ".join(f'"{f.column}"' for f in Job._meta.concrete_fields),
+        selected=", ".join(selected), arrays=", ".join(arrays), names=", ".join(names),
+        getters=getters)
 
 
 def _payload_text(job: Job) -> str:
@@ -104,8 +111,8 @@ def _expires_in(job: Job) -> float | None:
 _CLAIM_FIELDS = [f.attname for f in Job._meta.concrete_fields]
 _CLAIM_COLUMNS = ", ".join(f't."{f.column}"' for f in Job._meta.concrete_fields)
 #: Fields whose database value needs Django's conversion (JSON arrives as text).
-_CONVERTED = [(i, f) for i, f in enumerate(Job._meta.concrete_fields)
-              if f.get_internal_type() == "JSONField"]
+_CONVERTED: list[tuple[int, Any]] = [(i, f) for i, f in enumerate(Job._meta.concrete_fields)
+                                     if f.get_internal_type() == "JSONField"]
 
 
 def _job_from_row(alias: str, row: tuple[Any, ...]) -> Job:
@@ -126,8 +133,9 @@ class PostgresStore(Store):
 
         Django's psycopg cursor binds on the client (it quotes every value into the SQL text
         in Python); this one sends the parameters apart, in binary, and psycopg prepares
-        the statement on the server after a few runs. Errors are Django's, and the statement
-        is logged like any other when queries are (``CaptureQueriesContext``, DEBUG)."""
+        the statement on the server (``PREPARED_STATEMENTS``). Errors are Django's, the
+        connection's ``execute_wrapper`` hooks see the statement, and it is logged like any
+        other when queries are (``CaptureQueriesContext``, DEBUG)."""
         conn = self.connection
         conn.ensure_connection()
         conn.validate_no_broken_transaction()
@@ -139,7 +147,13 @@ class PostgresStore(Store):
             raw.prepare_threshold = 2**31 - 1
         started = time.monotonic()
         with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, prepare=prepare)
+
+            def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+                cursor.execute(sql, params, prepare=prepare)
+
+            for wrapper in reversed(conn.execute_wrappers):  # connection.execute_wrapper()
+                execute = partial(wrapper, execute)
+            execute(sql, params, False, {"connection": conn, "cursor": cursor})
             rows = cursor.fetchall() if cursor.description else []
         if conn.queries_logged:
             conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
@@ -164,17 +178,17 @@ class PostgresStore(Store):
         inserted: set[uuid.UUID] = set()
         if not jobs:
             return inserted
-        columns, casts, values = _insert_shape(self.connection)
-        arrays: list[list[object]] = [[] for _ in range(len(casts))]
+        shape = _insert_shape(self.connection)
+        arrays: list[list[object]] = [[] for _ in shape.getters]
         for job in jobs:
-            for column, value in zip(arrays, values(job), strict=True):
-                column.append(value)
+            for array, get in zip(arrays, shape.getters, strict=True):
+                array.append(get(job))
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
         conflict = "ON CONFLICT DO NOTHING " if conflicts else ""
         sql = (
-            f'WITH j AS (INSERT INTO "{job_table}" ({", ".join(columns)}) '
-            f"SELECT {', '.join(_SELECTED)} FROM unnest({', '.join(casts)}) "
-            f"AS t({', '.join(_NAMES)}) {conflict}RETURNING id, queue, run_at, expires_at), "
+            f'WITH j AS (INSERT INTO "{job_table}" ({shape.columns}) '
+            f"SELECT {shape.selected} FROM unnest({shape.arrays}) AS t({shape.names}) "
+            f"{conflict}RETURNING id, queue, run_at, expires_at), "
             f'e AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
             "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
             "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "

@@ -57,3 +57,19 @@ def test_nothing_is_prepared_when_the_setting_is_off(register):
     assert Worker(["default"], worker_id="unprep", batch_size=10).run_once() == 6
     assert prepared() == []
     assert Job.objects.filter(status="completed").count() == 6
+
+
+def test_execute_wrappers_see_the_hot_path_statements(register):
+    register("t.noop", lambda p, c: None)
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        enqueue("t.noop")
+        assert Worker(["default"], worker_id="spied", batch_size=10).run_once() == 1
+    assert any("unnest" in s and "INSERT INTO" in s for s in seen), seen
+    assert any("SKIP LOCKED" in s for s in seen), seen
+    assert any("'completed'" in s for s in seen), seen
