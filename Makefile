@@ -37,7 +37,7 @@ chaos: venv
 		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings $(PYTEST_ARGS)
 	EDGEJOBS_TEST_DB=test_edgejobs_chaos EDGEJOBS_FAULTS=full \
 	EDGEJOBS_FAULTS_REPORT=$(CURDIR)/.chaos.jsonl \
-		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14"
+		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14 or 15"
 	$(BIN)/python tests/acceptance/faults/report.py .chaos.jsonl docs/reliability.md
 
 lint: venv

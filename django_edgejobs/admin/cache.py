@@ -125,8 +125,9 @@ class EdgeCacheAdmin(admin.ModelAdmin):
         keys = [k for k in request.POST.getlist("keys") if k][:MAX_DELETE]
         if alias and keys:
             caches[alias].delete_many(keys)
-            shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20
-                                            else "")
+            # A key may hold a NUL character, which PostgreSQL's text column refuses.
+            shown = ", ".join(k.replace("\x00", "\\x00") for k in keys[:20]) + (
+                f" and {len(keys) - 20} more" if len(keys) > 20 else "")
             LogEntry.objects.create(
                 user_id=cast(int, request.user.pk),
                 content_type_id=ContentType.objects.get_for_model(CacheEntry).pk,

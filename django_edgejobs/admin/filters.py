@@ -116,7 +116,7 @@ class AttentionFilter(admin.SimpleListFilter):
         if value == "overdue":
             return queryset.overdue(OVERDUE_AFTER, now=db_now())
         if value == "due":
-            return queryset.filter(status=JobStatus.PENDING, run_at__lte=db_now())
+            return queryset.due(now=db_now())
         return queryset
 
 

@@ -19,7 +19,7 @@ from ..models import CronSchedule, Job, JobEvent, JobStatus
 from ..services import lifecycle
 from . import actions as job_actions
 from . import display
-from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin
+from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
 from .filters import (
     AttentionFilter,
     FinishedFilter,
@@ -80,7 +80,7 @@ ACTIONS = {
 
 
 @admin.register(Job)
-class JobAdmin(GuardedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
+class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["short_id", "status_badge", "type", "queue", "priority", "attempts_display",
                     "progress_bar", "run_at_display", "created_display", "duration_display",
                     "worker"]
@@ -237,11 +237,13 @@ class JobAdmin(GuardedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context=None):
         job = self.get_object(request, unquote(object_id))
+        # The permission first, as Django's change view does: a user who may not see jobs
+        # gets a 403 whether or not the id exists (no probing for ids).
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
         if job is None:
             # A private helper of ModelAdmin (the stubs do not know it): the usual redirect.
             return cast(Any, self)._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_permission(request, job):
-            raise PermissionDenied
         if request.method == "POST":
             return self._detail_action(request, job)
         if request.method not in ("GET", "HEAD"):
@@ -312,7 +314,7 @@ class JobAdmin(GuardedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class JobEventAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "type", "job_link", "data_display"]
     list_filter = ["type"]
     search_fields = ["job_id"]
@@ -323,6 +325,7 @@ class JobEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_per_page = 100
     ordering = ["-id"]
     actions = None
+    extra_lookups = ("job_id",)  # the job detail page's "All events" link
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -334,9 +337,6 @@ class JobEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return queryset, False
         job_id = parse_job_id(search_term.strip())
         return (queryset.filter(job_id=job_id) if job_id else queryset.none()), False
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
-        return lookup == "job_id" or super().lookup_allowed(lookup, value, request)
 
     @admin.display(description="job")
     def job_link(self, event: JobEvent) -> str:

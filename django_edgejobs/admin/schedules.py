@@ -14,7 +14,7 @@ from django.utils.safestring import mark_safe
 
 from ..models import CronSchedule, CronTick
 from ..services import schedules as services
-from .base import GuardedActionsMixin, log_change
+from .base import GuardedActionsMixin, UrlInputMixin, log_change
 
 FIELDS = ["name", "cron", "timezone", "type", "payload", "enabled", "allow_overlap", "queue",
           "priority", "tags", "max_attempts", "retry_delay", "retry_backoff", "retry_delay_max",
@@ -47,7 +47,7 @@ class CronScheduleForm(forms.ModelForm):
             names = [*names, current]
         cast(Any, self.fields["type"]).choices = [("", "---------")] + [
             (n, n if n in get_registry() else f"{n} (not registered)") for n in names]
-        if self.instance.pk:
+        if self.instance.pk and "name" in self.fields:  # a view-only user's form has none
             self.fields["name"].disabled = True
 
     def clean_cron(self) -> str:
@@ -97,7 +97,7 @@ class CronScheduleForm(forms.ModelForm):
 
 
 @admin.register(CronSchedule)
-class CronScheduleAdmin(GuardedActionsMixin, admin.ModelAdmin):
+class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     form = CronScheduleForm
     list_display = ["name", "status_badge", "schedule", "type", "next_runs", "last_run",
                     "source"]

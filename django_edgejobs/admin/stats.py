@@ -113,8 +113,9 @@ class QueueRow:
 
 
 def queues(now: datetime) -> list[QueueRow]:
-    """Per queue: active jobs by status, due pending jobs and the oldest due time, and jobs
-    finished in the last hour by status."""
+    """Per queue: active jobs by status, due pending jobs (those a worker may claim: not past
+    their ``expires_at``) and the oldest due time, and jobs finished in the last hour by
+    status."""
     rows: dict[str, QueueRow] = {}
 
     def row(name: str) -> QueueRow:
@@ -125,8 +126,8 @@ def queues(now: datetime) -> list[QueueRow]:
     for item in (Job.objects.filter(status__in=ACTIVE_STATUSES).order_by()
                  .values("queue", "status").annotate(n=Count("pk"))):
         row(item["queue"]).counts[item["status"]] = item["n"]
-    for due in (Job.objects.filter(status=JobStatus.PENDING, run_at__lte=now).order_by()
-                 .values("queue").annotate(n=Count("pk"), oldest=Min("run_at"))):
+    for due in (Job.objects.due(now=now).order_by()  # not past expires_at: claimable
+                .values("queue").annotate(n=Count("pk"), oldest=Min("run_at"))):
         r = row(due["queue"])
         r.due, r.oldest_due = due["n"], due["oldest"]
     for item in (Job.objects.filter(status__in=FINISHED_STATUSES,

@@ -16,7 +16,13 @@ from ..exceptions import InvalidPayload
 from ..models import WaitToken
 from ..services.tokens import complete_token
 from . import display
-from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, log_change
+from .base import (
+    NO_FACETS,
+    GuardedActionsMixin,
+    ReadOnlyMixin,
+    UrlInputMixin,
+    log_change,
+)
 from .listing import CappedPaginator
 
 MAX_COMPLETE = 100
@@ -38,7 +44,7 @@ class OutputForm(forms.Form):
 
 
 @admin.register(WaitToken)
-class WaitTokenAdmin(GuardedActionsMixin, ReadOnlyMixin, admin.ModelAdmin):
+class WaitTokenAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "status_badge", "job_link", "created_at", "timeout_at",
                     "completed_at", "tags_display"]
     list_filter = ["status"]

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from ..conf import get_settings
 from ..models import Worker
 from . import display
-from .base import ReadOnlyMixin
+from .base import GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
 
 
 def _threshold():
@@ -49,7 +49,7 @@ def state(worker: Worker) -> str:
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WorkerAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "state_badge", "hostname", "pid", "queues_display", "concurrency",
                     "started_at", "heartbeat_age", "jobs_done", "running_link"]
     list_filter = [StateFilter]

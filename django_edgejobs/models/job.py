@@ -27,10 +27,17 @@ class JobQuerySet(models.QuerySet["Job"]):
     def pending(self) -> JobQuerySet:
         return self.filter(status=JobStatus.PENDING)
 
-    def due(self) -> JobQuerySet:
-        """Pending jobs whose run time has come and whose expiry (if any) has not."""
-        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()),
-                           status=JobStatus.PENDING, run_at__lte=Now())
+    def due(self, now: datetime | None = None) -> JobQuerySet:
+        """Pending jobs whose run time has come and whose expiry (if any) has not: the jobs a
+        worker may claim. ``now``: the database's clock read once (default: ``Now()`` in
+        SQL)."""
+        at = Now() if now is None else now
+        return self.filter(status=JobStatus.PENDING, run_at__lte=at).unexpired(now)
+
+    def unexpired(self, now: datetime | None = None) -> JobQuerySet:
+        """Jobs without an expiry, or whose expiry is still ahead (a claim skips the rest)."""
+        at = Now() if now is None else now
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
 
     def expired(self) -> JobQuerySet:
         """Pending jobs past their expiry: they are cancelled instead of run."""
@@ -57,9 +64,10 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status=JobStatus.PROCESSING).exclude(lease_owner__in=alive)
 
     def overdue(self, grace: float = 60, now: datetime | None = None) -> JobQuerySet:
-        """Pending and due for over ``grace`` seconds, yet no worker has claimed it."""
+        """Pending and due for over ``grace`` seconds, yet no worker has claimed it. A job
+        past its expiry is not counted: no worker may claim it (the supervisor cancels it)."""
         threshold = (Now() if now is None else now) - timedelta(seconds=grace)
-        return self.filter(status=JobStatus.PENDING, run_at__lt=threshold)
+        return self.filter(status=JobStatus.PENDING, run_at__lt=threshold).unexpired(now)
 
 
 class Job(models.Model):

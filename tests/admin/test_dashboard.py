@@ -172,3 +172,18 @@ def test_the_vendor_histogram_matches_the_portable_one_at_bucket_edges():
     assert vendor == portable
     assert vendor["completed"] == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
     assert vendor["failed"] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
+
+
+def test_jobs_past_their_expiry_are_not_due_nor_overdue():
+    """A pending job past ``expires_at`` is never claimed (the supervisor cancels it): the
+    dashboard's due and overdue counts leave it out, as the claim query does."""
+    now = timezone.now()
+    make_job("pending", run_at=now - timedelta(minutes=10),
+             expires_at=now - timedelta(minutes=1))
+    live = make_job("pending", run_at=now - timedelta(minutes=10),
+                    expires_at=now + timedelta(hours=1))
+    data = stats.collect(get_store().db_now())
+    assert data["due"] == 1 and data["overdue"] == 1
+    assert data["totals"]["pending"] == 2  # still pending until the supervisor cancels it
+    assert data["oldest_due_age"] >= timedelta(minutes=9)
+    assert list(Job.objects.due()) == [live]

@@ -82,6 +82,17 @@ def test_filters(admin_client):
     assert listed(admin_client, worker="alive") == short(running)
 
 
+
+def test_due_and_overdue_filters_leave_out_jobs_past_their_expiry(admin_client):
+    now = timezone.now()
+    expired = make_job("pending", run_at=now - timedelta(minutes=5),
+                       expires_at=now - timedelta(seconds=1))
+    live = make_job("pending", run_at=now - timedelta(minutes=5),
+                    expires_at=now + timedelta(hours=1))
+    assert listed(admin_client, attention="due") == short(live)
+    assert listed(admin_client, attention="overdue") == short(live)
+    assert listed(admin_client, status="pending") == short(live, expired)
+
 def test_filter_choices_come_from_settings_registry_and_schedules_not_from_the_table(
         admin_client, django_assert_max_num_queries):
     from django_edgejobs import add_cron

@@ -123,3 +123,17 @@ def test_actions_need_the_change_permission(staff):
     assert "pause_selected" in editor.get(reverse(LIST)).content.decode()
     act(editor, "pause_selected", schedule)
     assert not CronSchedule.objects.get(pk=schedule.pk).enabled
+
+
+def test_a_view_only_user_sees_a_schedule(staff):
+    """The view-only page builds the form without its read-only fields (it answered 500)."""
+    schedule = add_cron("nightly", "0 2 * * *", "t.a", {"kind": "x"})
+    viewer = staff("view_cronschedule")
+    response = viewer.get(reverse("admin:django_edgejobs_cronschedule_change",
+                                  args=[schedule.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "nightly" in html and "0 2 * * *" in html and 'name="_save"' not in html
+    assert viewer.post(reverse("admin:django_edgejobs_cronschedule_change",
+                               args=[schedule.pk]), {"cron": "* * * * *"}).status_code == 403
+    assert CronSchedule.objects.get(pk=schedule.pk).cron == "0 2 * * *"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 
 import pytest
 from django.apps import apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.core.cache import caches
+from django.core.cache import CacheKeyWarning, caches
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -221,3 +222,102 @@ def test_the_cron_actions_refuse_a_forged_post(world, staff):
                                 "_selected_action": [str(schedule.pk)]})
         assert response.status_code == 403
     assert CronSchedule.objects.get(pk=schedule.pk).enabled
+
+
+def test_url_lookups_outside_the_filters_are_refused(world, admin_client):
+    """Django alone filters a list by any lookup of the model's own fields: a viewer could
+    read a masked payload key one character at a time (``?payload__api_key__startswith=``)."""
+    enqueue("t.a", {"api_key": "s3cret"})
+    WaitToken.objects.create(job=world["pending"], output={"password": "hunter2"})
+    refused = {
+        "job": ["payload__api_key__startswith=s3", "payload__api_key=s3cret",
+                "lease_token__isnull=False", "last_error__contains=x", "pk__startswith=0",
+                "id__startswith=0", "status__exact=failed", "created_at__gte=2000-01-01",
+                "idempotency_key__startswith=%3C", "result__r__startswith=%3C"],
+        "jobevent": ["data__error__startswith=%3C", "job_id__startswith=0"],
+        "waittoken": ["output__password__startswith=hun", "job__payload__api_key=s3cret",
+                      "job=" + str(world["pending"].pk)],
+        "cronschedule": ["payload__p__startswith=%3C", "name__startswith=c"],
+        "worker": ["hostname__startswith=%3C", "queues__contains=x"],
+    }
+    for model, queries in refused.items():
+        url = reverse(f"admin:django_edgejobs_{model}_changelist")
+        for query in queries:
+            assert admin_client.get(f"{url}?{query}").status_code == 400, (model, query)
+    allowed = {
+        "job": ["status=failed", "queue=default", "type=t.a", "tag=x", "attention=due",
+                "finished=1h", "worker=x", "created_at__year=2030&created_at__month=1"],
+        "jobevent": [f"job_id={world['hostile'].pk}", "type__exact=failed"],
+        "waittoken": ["status__exact=waiting"],
+        "cronschedule": ["enabled__exact=1", "source__exact=api"],
+        "worker": ["state=alive"],
+    }
+    for model, queries in allowed.items():
+        url = reverse(f"admin:django_edgejobs_{model}_changelist")
+        for query in queries:
+            assert admin_client.get(f"{url}?{query}").status_code == 200, (model, query)
+    # A parameter that names no field: the list again, flagged (Django's own answer).
+    response = admin_client.get(reverse(JOBS) + "?no_such_field=1")
+    assert response.status_code == 302 and response.url.endswith("?e=1")
+
+
+@pytest.mark.parametrize("model", ["worker", "jobevent"])
+def test_a_forged_action_on_a_list_without_actions_is_403(world, admin_client, model):
+    before = snapshot()
+    target = (f"w{IMG}" if model == "worker"
+              else str(JobEvent.objects.values_list("pk", flat=True).first()))
+    response = admin_client.post(reverse(f"admin:django_edgejobs_{model}_changelist"),
+                                 {"action": "delete_selected", "index": "0", "post": "yes",
+                                  "_selected_action": [target]})
+    assert response.status_code == 403
+    assert snapshot() == before
+
+
+def test_a_user_who_may_not_see_jobs_cannot_probe_for_job_ids(world, staff):
+    """403 for an existing and for a missing id alike (the redirect "does not exist" told
+    the two apart)."""
+    nobody = staff("view_worker")
+    for job_id in (world["failed"].pk, "00000000-0000-4000-8000-000000000000", "not-a-uuid"):
+        url = reverse("admin:django_edgejobs_job_change", args=[job_id])
+        assert nobody.get(url).status_code == 403, job_id
+
+
+def test_nul_characters_and_malformed_ids_are_refused_not_a_server_error(world, admin_client):
+    """PostgreSQL refuses a NUL character in a text query (DataError), and a number or UUID
+    column refuses "abc": a URL or POST holding one got a 500."""
+    before = snapshot()
+    nul = "a\x00b"
+    for model, param in [("job", "queue"), ("job", "type"), ("job", "worker"), ("job", "tag"),
+                         ("jobevent", "type__exact"), ("waittoken", "status__exact"),
+                         ("cronschedule", "source__exact"), ("worker", "state")]:
+        url = reverse(f"admin:django_edgejobs_{model}_changelist")
+        assert admin_client.get(url, {param: nul}).status_code == 400, (model, param)
+    for model in ("job", "jobevent", "waittoken", "cronschedule", "worker"):
+        for view in ("change", "history", "delete"):
+            url = reverse(f"admin:django_edgejobs_{model}_{view}", args=[nul])
+            response = admin_client.get(url)
+            assert response.status_code in (302, 403), (model, view, response.status_code)
+    for model, action in [("job", "retry_selected"), ("job", "delete_selected_jobs"),
+                          ("waittoken", "complete_selected"), ("waittoken", "delete_selected"),
+                          ("cronschedule", "pause_selected"),
+                          ("cronschedule", "delete_selected")]:
+        for bad in (nul, "abc", "1 OR 1=1"):
+            if model == "waittoken" and bad != nul:
+                continue  # any text is a possible token id: it selects nothing
+            response = admin_client.post(
+                reverse(f"admin:django_edgejobs_{model}_changelist"),
+                {"action": action, "index": "0", "_selected_action": [bad], "apply": "1",
+                 "output": "1", "post": "yes", "confirm": "yes"})
+            assert response.status_code == 400, (model, action, bad, response.status_code)
+    assert snapshot() == before
+
+
+def test_a_cache_key_with_a_nul_character_is_deleted_and_logged(world, admin_client):
+    with warnings.catch_warnings():  # LocMemCache warns of keys memcached could not take
+        warnings.simplefilter("ignore", CacheKeyWarning)
+        caches["edge"].set("k:a\x00b", 1)
+        response = admin_client.post(reverse("admin:django_edgejobs_cache"),
+                                     {"cache": "edge", "keys": ["k:a\x00b"]})
+        assert response.status_code == 302
+        assert caches["edge"].get("k:a\x00b") is None
+    assert LogEntry.objects.get().change_message == "Deleted keys: k:a\\x00b"

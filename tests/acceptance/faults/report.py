@@ -48,6 +48,12 @@ def main(argv: list[str]) -> int:
         "and 12 the duplicates are healthy jobs that were running on a worker the poison job",
         "(or the test) killed; the tests assert that no other job ran twice.",
         "Row 5 (PostgreSQL restarted) runs only in `make chaos`: it restarts the server.",
+        "Row 15 runs no worker: it sends every admin URL of the app, with every method and",
+        "every action name, as anonymous, inactive, non-staff, permission-less and view-only",
+        "users, without CSRF tokens, with hostile text and SQL, and a bulk retry past the cap.",
+        "*refused* counts login redirects, 400s, 403s and 405s; *unescaped* counts responses",
+        "that held hostile text unescaped; *audit rows* are the `LogEntry` rows its actions",
+        "wrote, one per object changed.",
         "",
     ]
     out.write_text("\n".join(lines))
