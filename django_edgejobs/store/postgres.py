@@ -205,14 +205,25 @@ class PostgresStore(Store):
         if limit <= 0:
             return []
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
-        queue_sql, queue_param = (
-            ("queue = %s", queues[0]) if len(queues) == 1 else ("queue = ANY(%s)", list(queues))
-        )
+        due = ("status = 'pending' AND run_at <= statement_timestamp() "
+               "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
+        queues = list(dict.fromkeys(queues))
+        if len(queues) == 1:
+            picked = (f'SELECT id FROM "{job_table}" WHERE queue = %s AND {due} '
+                      "ORDER BY priority DESC, run_at LIMIT %s FOR UPDATE SKIP LOCKED")
+            params: list[object] = [queues[0], limit]
+        else:
+            # The claim index is ordered within a queue: with "queue = ANY(...)" PostgreSQL
+            # would read every due job of those queues and sort them. Take the best ``limit``
+            # of each queue by index instead (locking them), then the best of those.
+            picked = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
+                      f'(SELECT id, priority, run_at FROM "{job_table}" '
+                      f"WHERE queue = q.name AND {due} ORDER BY priority DESC, run_at "
+                      "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
+                      "ORDER BY j.priority DESC, j.run_at LIMIT %s")
+            params = [queues, limit, limit]
         sql = (
-            f'WITH picked AS MATERIALIZED (SELECT id FROM "{job_table}" '
-            f"WHERE status = 'pending' AND {queue_sql} AND run_at <= statement_timestamp() "
-            "AND (expires_at IS NULL OR expires_at > statement_timestamp()) "
-            "ORDER BY priority DESC, run_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+            f"WITH picked AS MATERIALIZED ({picked}), "
             f'claimed AS (UPDATE "{job_table}" AS t SET status = \'processing\', '
             "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
             "started_at = statement_timestamp(), updated_at = statement_timestamp() "
@@ -226,7 +237,7 @@ class PostgresStore(Store):
 
         def run() -> list[Job]:
             # One statement, so its own transaction outside atomic: no BEGIN/COMMIT trips.
-            rows = self._bound(sql, [queue_param, limit, owner, uuid.uuid4()])
+            rows = self._bound(sql, [*params, owner, uuid.uuid4()])
             return [_job_from_row(self.alias, row) for row in rows]
 
         return self.retrying(run)

@@ -1,0 +1,81 @@
+"""A claim over several queues: the best jobs across them, in order, each once; and a plan
+that reads only the head of each queue's index, not every due job of those queues."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from django_edgejobs import enqueue_many
+from django_edgejobs.store import get_store
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_claim_over_several_queues_takes_the_best_across_them_each_once(register):
+    register("t.noop", lambda p, c: None)
+    now = timezone.now()
+    items = [{"type": "t.noop", "queue": q, "priority": p, "payload": {"n": f"{q}{p}{i}"},
+              "run_at": now - timedelta(seconds=60 - i)}
+             for q, p in (("a", 0), ("b", 5), ("c", 1), ("a", 5)) for i in range(3)]
+    enqueue_many(items)
+    store = get_store()
+    order: list[tuple[int, object]] = []
+    seen: list[str] = []
+    # "a" twice, as a careless caller might pass it: no job twice.
+    while batch := store.claim("w", ["a", "b", "c", "a"], 4):
+        order += [(-j.priority, j.run_at) for j in batch]
+        seen += [j.payload["n"] for j in batch]
+    assert sorted(seen) == sorted(i["payload"]["n"] for i in items)
+    assert len(seen) == len(set(seen)) == 12
+    assert order == sorted(order)  # best priority first, then oldest, across the queues
+
+
+def _capture_claim_sql(queues: list[str], limit: int) -> tuple[str, list[object]]:
+    captured: list[tuple[str, list[object]]] = []
+
+    def spy(execute, sql, params, many, context):
+        captured.append((sql, list(params or [])))
+        return execute(sql, params, many, context)
+
+    with transaction.atomic():
+        with connection.execute_wrapper(spy):
+            get_store().claim("w", queues, limit)
+        transaction.set_rollback(True)
+    return next((s, p) for s, p in captured if "UPDATE" in s)
+
+
+def _index_rows_read(plan: dict) -> int:
+    """Rows the plan's scans of the job table produced, over all their loops."""
+    total = 0
+    if plan.get("Relation Name") == "django_edgejobs_job" and "Scan" in plan["Node Type"]:
+        total += plan["Actual Rows"] * plan["Actual Loops"]
+    return total + sum(_index_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_the_claim_reads_only_the_head_of_each_queue(register):
+    register("t.noop", lambda p, c: None)
+    enqueue_many([{"type": "t.noop", "queue": q} for q in ("a", "b") for _ in range(2000)])
+    sql, params = _capture_claim_sql(["a", "b"], 5)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE django_edgejobs_job")  # a planner that knows the table
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("%b", "%s"), params)
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            # At most the head of each queue's index (5 + 5), never the 4,000 due jobs.
+            assert _index_rows_read(plan[0]["Plan"]) <= 2 * 5 + 5, plan
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            details = [row[-1] for row in cursor.fetchall()]
+            scans = [d for d in details if "django_edgejobs_job" in d and "SEARCH" in d
+                     or d.startswith("SCAN django_edgejobs_job")]
+            assert scans and all("edgejobs_job_claim_idx" in d for d in scans
+                                 if "USING INDEX" in d and "(id" not in d
+                                 and "PRIMARY KEY" not in d), details
+            assert not any(d.startswith("SCAN django_edgejobs_job") for d in details), details
+        transaction.set_rollback(True)
