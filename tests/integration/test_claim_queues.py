@@ -72,7 +72,7 @@ def test_the_claim_reads_only_the_head_of_each_queue(register):
         else:
             cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
             details = [row[-1] for row in cursor.fetchall()]
-            scans = [d for d in details if "django_edgejobs_job" in d and "SEARCH" in d
+            scans = [d for d in details if ("django_edgejobs_job" in d and "SEARCH" in d)
                      or d.startswith("SCAN django_edgejobs_job")]
             assert scans and all("edgejobs_job_claim_idx" in d for d in scans
                                  if "USING INDEX" in d and "(id" not in d
