@@ -26,7 +26,8 @@ test: venv
 	$(BIN)/python testproject/manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The fault suite at full scale on PostgreSQL (restarts the local PostgreSQL!), then
+## The fault suite at full scale on PostgreSQL (restarts the local PostgreSQL: the cluster
+## EDGEJOBS_PG_CLUSTER, default "main", which DATABASE_URL must name), then
 ## rewrite docs/reliability.md from its figures. The default suite runs it at a small scale.
 chaos: venv
 	command -v faketime >/dev/null || apt-get install -y -qq faketime || true

@@ -174,12 +174,13 @@ def test_04_connections_terminated_every_few_seconds(workers, ledger, record):
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_05_postgresql_restarted_mid_run(workers, ledger, record, mode):
     version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = os.environ.get("EDGEJOBS_PG_CLUSTER", "main")  # the cluster DATABASE_URL names
     procs = [workers.start("--concurrency", "4", edgejobs=FAST) for _ in range(2)]
     ids = many(200, seconds=0.05)
     wait_for(lambda: Run.objects.filter(phase="done").count() > 20, timeout=60,
              message="under way")
     connections.close_all()
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart",
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart",
                     "-m", mode], check=True)
     back = time.monotonic()
     connections.close_all()
