@@ -176,7 +176,8 @@ def test_05_postgresql_restarted_mid_run(workers, ledger, record, mode):
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     cluster = os.environ.get("EDGEJOBS_PG_CLUSTER", "main")  # the cluster DATABASE_URL names
     procs = [workers.start("--concurrency", "4", edgejobs=FAST) for _ in range(2)]
-    ids = many(200, seconds=0.05)
+    # About 12 s of work on the 8 slots, so most of it is still to do when the server is back.
+    ids = many(480, seconds=0.2)
     wait_for(lambda: Run.objects.filter(phase="done").count() > 20, timeout=60,
              message="under way")
     connections.close_all()
@@ -425,6 +426,7 @@ def _schedule_for(seconds: float, procs, kill_at: float | None = None) -> None:
 
 
 @postgres_only
+@pytest.mark.timeout(scale(300, 900))  # full scale: two runs of 180 s each, and set-up
 def test_08_three_schedulers_every_second_with_kills_and_skewed_clocks(workers, record):
     from django_edgejobs import add_cron, remove_cron
 
