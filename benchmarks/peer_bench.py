@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -162,19 +163,27 @@ def drive(name: str, workload: str, params: dict | None = None, timeout: float =
     python = MAIN_PY if CONTENDERS[name][1] else PEER_PY
     argv = [python, PEERS / "drive.py", name, workload, json.dumps(params or {})]
     env = {**os.environ, "BENCH_OUT": str(OUT), "PYTHONDONTWRITEBYTECODE": "1"}
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=PEERS)
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                             cwd=PEERS, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"driver timed out after {timeout:.0f}s"}
-    for line in reversed(out.stdout.splitlines()):
+        stdout, stderr = child.communicate(timeout=timeout)
+    except BaseException as e:  # a timeout, Ctrl-C, SIGTERM: the driver stops its workers
+        child.terminate()
+        try:
+            child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        if isinstance(e, subprocess.TimeoutExpired):
+            return {"error": f"driver timed out after {timeout:.0f}s"}
+        raise
+    for line in reversed(stdout.splitlines()):
         if line.startswith("RESULT "):
             result = json.loads(line[7:])
             if "error" in result:
                 (OUT / "logs").mkdir(parents=True, exist_ok=True)
-                (OUT / "logs" / f"{name}-{workload}-error.log").write_text(out.stderr)
+                (OUT / "logs" / f"{name}-{workload}-error.log").write_text(stderr)
             return result
-    return {"error": f"driver exit {out.returncode}: {out.stderr.strip()[-300:]}"}
+    return {"error": f"driver exit {child.returncode}: {stderr.strip()[-300:]}"}
 
 
 def brief(case: str, result: dict) -> str:
@@ -199,6 +208,7 @@ def applicable(name: str, case: str, info: dict) -> bool:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the running driver
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads and one repetition (a smoke run, ~5 min)")
@@ -209,7 +219,13 @@ def main() -> None:
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--chart", default=str(ROOT / "docs" / "images" / "benchmarks.png"))
+    parser.add_argument("--render", action="store_true", help="only rewrite the page and the "
+                        "chart from the last run's benchmarks/.out/results.json")
     args = parser.parse_args()
+    if args.render:
+        write(json.loads((OUT / "results.json").read_text()), Path(args.output),
+              Path(args.chart))
+        return
     reps = args.reps or (1 if args.quick else 3)
     started = time.monotonic()
 
@@ -251,9 +267,12 @@ def main() -> None:
             runners = [n for n in names if applicable(n, case, info[n])]
             shift = (rep + index) % len(runners)
             for name in runners[shift:] + runners[:shift]:
+                began = time.monotonic()
                 result = drive(name, workload, params)
+                result["wall_s"] = round(time.monotonic() - began, 1)
                 results["runs"].setdefault(case, {}).setdefault(name, []).append(result)
-                print(f"[{rep + 1}/{reps}] {case:9} {name:24} {brief(case, result)}", flush=True)
+                print(f"[{rep + 1}/{reps}] {case:9} {name:24} {brief(case, result)} "
+                      f"({result['wall_s']:.0f} s)", flush=True)
         if not args.skip_ceiling:
             for script, batch, clients in ceiling.CASES:
                 key = f"{script}-{batch}-{clients}"
@@ -269,7 +288,11 @@ def main() -> None:
     results["machine"]["load_end"] = os.getloadavg()
     results["machine"]["minutes"] = round((time.monotonic() - started) / 60, 1)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    output, chart = Path(args.output), Path(args.chart)
+    write(results, Path(args.output), Path(args.chart))
+
+
+def write(results: dict, output: Path, chart: Path) -> None:
+    """The page and its chart (drawn with the peers' venv's matplotlib)."""
     chart.parent.mkdir(parents=True, exist_ok=True)
     drawn = subprocess.run([PEER_PY, PEERS / "chart.py", OUT / "results.json", chart],
                            capture_output=True, text=True, check=False)
@@ -277,7 +300,7 @@ def main() -> None:
         print(f"chart failed: {drawn.stderr[-500:]}", flush=True)
     output.write_text(report.render(results, os.path.relpath(chart, output.parent)
                                     if drawn.returncode == 0 else None))
-    print(f"wrote {output} and {chart} in {results['machine']['minutes']} min", flush=True)
+    print(f"wrote {output} and {chart} ({results['machine']['minutes']} min run)", flush=True)
 
 
 if __name__ == "__main__":

@@ -97,9 +97,8 @@ class DjangoTasksDB(Contender):
         from django.core.management.color import no_style
         from django.db import connection
 
-        with connection.cursor() as cursor:
-            for statement in connection.ops.sql_flush(no_style(), [self.model._meta.db_table]):
-                cursor.execute(statement)
+        connection.ops.execute_sql_flush(
+            connection.ops.sql_flush(no_style(), [self.model._meta.db_table]))
 
     def analyze(self) -> None:
         from django.db import connection

@@ -67,9 +67,8 @@ class EdgeJobs(Contender):
         from django.db import connection
 
         tables = [m._meta.db_table for m in apps.get_app_config("django_edgejobs").get_models()]
-        with connection.cursor() as cursor:
-            for statement in connection.ops.sql_flush(no_style(), tables, allow_cascade=True):
-                cursor.execute(statement)
+        # In one transaction: SQLite checks the (deferred) foreign keys at the commit.
+        connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), tables))
 
     def analyze(self) -> None:
         from django.db import connection

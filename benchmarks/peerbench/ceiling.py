@@ -5,9 +5,9 @@ least, on a job table shaped like a real one (payload, status, priority, run tim
 lease, timestamps; a partial index that serves the claim):
 
 - ``enqueue``: INSERT (one job, or 50 in one statement);
-- ``claim``: UPDATE ... FROM (SELECT ... ORDER BY priority, run time FOR UPDATE SKIP LOCKED
-  LIMIT n), then ``complete``: UPDATE by id. Each statement is its own transaction, as in a
-  worker that claims, runs and then records the outcome;
+- ``claim``: UPDATE ... FROM (SELECT ... ORDER BY priority, run time LIMIT n
+  FOR UPDATE SKIP LOCKED), then ``complete``: UPDATE by id. Each statement is its own
+  transaction, as in a worker that claims, runs and then records the outcome;
 - ``lifecycle``: the three in a row (the job a client inserts is claimed by whoever gets it).
 
 Each script runs per job and batched 50 at a time, with 1 and 4 clients, on a fresh table.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import harness
@@ -39,6 +40,8 @@ def build(name: str) -> harness.Contender:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds (so the workers this run started are stopped) instead of killing.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     name, workload = sys.argv[1], sys.argv[2]
     params = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     harness.main(build(name), workload, params)

@@ -363,23 +363,33 @@ def w2_drain(c: Contender, n: int, concurrency: int, processes: int,
     (a ``mark`` enqueued ahead of them) starts and stops when the queue says all finished."""
     if concurrency > 1 and processes == 1 and not c.concurrency_in_process:
         raise Unsupported("one job at a time per worker process")
+    phases = {"begin": time.time()}
     c.reset()
     reset_marks()
     c.seed([("mark", {"t": 0})] + [("noop", {})] * n)
     c.analyze()
     sampler = Sampler(c.store)
     specs = [c.worker(concurrency) for _ in range(processes)]
+    phases["seeded"] = time.time()
     with Workers(specs, f"{c.name}-w2-c{concurrency}-p{processes}") as workers:
         ended = wait_for(lambda: c.finished() >= n + 1, timeout, workers, sampler)
         rss = [peak_rss_mib(tree) for tree in workers.trees]
         extra = c.before_stop(workers)
+        phases["drained"] = time.time()
+    phases["stopped"] = time.time()
     sampler.close()
     started = float(next(m for m in read_marks() if m[:2] == ["start", "mark"])[-1])
     check = c.verify({"mark": 1, "noop": n})
     check.update(extra)
+    phases.update(started=started, verified=time.time())
+    overhead = {"seed_s": phases["seeded"] - phases["begin"],
+                "startup_s": started - phases["seeded"],
+                "stop_s": phases["stopped"] - phases["drained"],
+                "verify_s": phases["verified"] - phases["stopped"]}
     return {"rate": n / (ended - started), "seconds": ended - started,
             "rss_mib": max(rss), "connections": sampler.peak if c.store != "sqlite" else None,
-            "processes": processes, "concurrency": concurrency, **check}
+            "processes": processes, "concurrency": concurrency,
+            "overhead": {k: round(v, 2) for k, v in overhead.items()}, **check}
 
 
 def w3_latency(c: Contender, n: int, gap: float, concurrency: int,

@@ -115,13 +115,15 @@ class Report:
         m = self.r["machine"]
         quick = " (a `--quick` run: smaller workloads)" if self.r.get("quick") else ""
         self.add(
+            "---", "orphan: true", "---", "",  # not in a toctree (yet): no Sphinx warning
             "# Benchmarks: django-edgejobs and its peers",
             "",
             "<!-- Written by benchmarks/peer_bench.py (`make bench`): rerun it, don't edit. -->",
             "",
-            f"Measured on {m['started']} in {m['minutes']} minutes, {self.r['reps']} "
+            f"Measured on {m['started']}, {self.r['reps']} "
             f"repetition(s){quick}, at commit `{m['commit']}`. Rerun with `make bench` "
-            "(about 25 minutes; `make bench BENCH_ARGS=--quick` for a 5-minute smoke run, "
+            f"(this run took {m['minutes']:.0f} minutes on this machine; "
+            "`make bench BENCH_ARGS=--quick` is a smoke run of about 5 minutes, "
             "`BENCH_ARGS='--only pgqueuer,celery-redis'` for some peers only).",
             "",
             "How to read it: every number is the **median** of the repetitions with the "
@@ -318,8 +320,8 @@ class Report:
                  "`pgbench` (C, no Python, no framework) runs the least SQL a job's life needs "
                  "on a job table with the usual columns and a partial index for the claim "
                  "(`benchmarks/peerbench/ceiling.py`): *enqueue* = `INSERT`; *drain* = claim "
-                 "(`UPDATE … FROM (SELECT … ORDER BY priority, run_at FOR UPDATE SKIP LOCKED "
-                 "LIMIT n)`) then complete (`UPDATE … WHERE id IN (…)`), each its own "
+                 "(`UPDATE … FROM (SELECT … ORDER BY priority, run_at LIMIT n FOR UPDATE "
+                 "SKIP LOCKED)`) then complete (`UPDATE … WHERE id IN (…)`), each its own "
                  "transaction, from 10,000 queued jobs; *life cycle* = the three in a row. Per "
                  "job, and 50 at a time. Jobs/s.", "",
                  "| script | per job, 1 client | per job, 2 clients | per job, 4 clients | "
