@@ -300,7 +300,7 @@ def write(results: dict, output: Path, chart: Path) -> None:
         print(f"chart failed: {drawn.stderr[-500:]}", flush=True)
     output.write_text(report.render(results, os.path.relpath(chart, output.parent)
                                     if drawn.returncode == 0 else None))
-    print(f"wrote {output} and {chart} ({results['machine']['minutes']} min run)", flush=True)
+    print(f"wrote {output} and {chart} ({results['machine'].get('minutes')} min run)", flush=True)
 
 
 if __name__ == "__main__":
