@@ -63,7 +63,7 @@ REDIS_ONES = {"celery-redis", "huey-redis"}
 
 
 def cases(quick: bool) -> list[tuple[str, str, dict]]:
-    n1, n2, n3, n4 = (1000, 2000, 100, 500) if quick else (5000, 10_000, 200, 1000)
+    n1, n2, n3, n4 = (500, 1000, 50, 300) if quick else (5000, 10_000, 200, 1000)
     return [
         ("w1-single", "w1", {"n": n1, "bulk": False}),
         ("w1-bulk", "w1", {"n": n1, "bulk": True}),
