@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint check-migrations clean chaos
+.PHONY: demo test venv lint check-migrations clean chaos bench
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
@@ -40,6 +40,15 @@ chaos: venv
 	EDGEJOBS_FAULTS_REPORT=$(CURDIR)/.chaos.jsonl \
 		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14 or 15"
 	$(BIN)/python tests/acceptance/faults/report.py .chaos.jsonl docs/reliability.md
+
+## The peer benchmark of issue #8: edgejobs against pgqueuer, procrastinate, django-tasks-db,
+## Celery and huey, plus a pgbench ceiling; rewrites docs/benchmarks.md and its chart. Builds the
+## peers' own venv (benchmarks/.peers-venv) if missing. Not part of `make test`. Options:
+## BENCH_ARGS=--quick (a smoke run), BENCH_ARGS='--only pgqueuer,celery-redis', --reps N.
+BENCH_ARGS ?=
+bench:
+	test -x $(BIN)/python || $(MAKE) venv
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/peer_bench.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check django_edgejobs tests testproject

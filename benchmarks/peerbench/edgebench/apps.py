@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EdgeBenchConfig(AppConfig):
+    name = "edgebench"
+    verbose_name = "peer benchmark jobs"
