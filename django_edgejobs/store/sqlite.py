@@ -33,8 +33,12 @@ class SQLiteStore(Store):
         # ``limit`` of each by index and then the best of those, instead of letting SQLite
         # read and sort every due job of those queues. 'pending' is written as a literal so
         # the planner can use the partial index.
-        due = (f"status = 'pending' AND run_at <= {self.now_sql} "
-               f"AND (expires_at IS NULL OR expires_at > {self.now_sql})")
+        # SQLite's clock has milliseconds, the stored times microseconds: as text,
+        # '…05.123456' sorts after '…05.123', so a job due within the current millisecond
+        # would wait for the next one. Pad the clock to microseconds: due within it is due.
+        now = f"({self.now_sql} || '999')"
+        due = (f"status = 'pending' AND run_at <= {now} "
+               f"AND (expires_at IS NULL OR expires_at > {now})")
         per_queue = (f'SELECT * FROM (SELECT id, priority, run_at FROM "{table}" '
                      f"WHERE queue = %s AND {due} ORDER BY priority DESC, run_at LIMIT %s)")
         picked = ("SELECT id FROM (" + " UNION ALL ".join([per_queue] * len(queues))
