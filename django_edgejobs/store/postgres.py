@@ -20,6 +20,7 @@ from .base import Finish, Store
 
 CHANNEL = "django_edgejobs"
 
+
 class _InsertShape(NamedTuple):
     """The enqueue statement's pieces, derived once from the Job model.
 
@@ -61,15 +62,14 @@ def _build_insert_shape(connection: Any) -> _InsertShape:
             arrays.append("%b::float8[]")
             selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
                             "* interval '1 second')")
-            getters += [partial(_moment, f.attname, seconds),
-                        _delay if f.attname == "run_at" else _expires_in]
+            getters += [partial(_moment, f.attname, seconds), partial(_as_float, seconds)]
             continue
         selected.append(f"{name}::jsonb" if kind == "JSONField" else name)
         if f.attname == "payload":
             getters.append(_payload_text)
         elif kind == "JSONField":
             getters.append(partial(_json_text, f.attname))
-        elif kind == "FloatField":  # an array holds one type: 60 -> 60.0
+        elif kind == "FloatField":
             getters.append(partial(_as_float, f.attname))
         else:
             getters.append(attrgetter(f.attname))
@@ -95,18 +95,10 @@ def _moment(attname: str, seconds_attname: str, job: Job) -> object:
 
 
 def _as_float(attname: str, job: Job) -> float | None:
-    value = getattr(job, attname)
+    """An array holds one type: 60 becomes 60.0. Unset transient attributes are NULL."""
+    value = getattr(job, attname, None)
     return None if value is None else float(value)
 
-
-def _delay(job: Job) -> float:
-    delay = getattr(job, "enqueue_delay", None)
-    return 0.0 if delay is None else float(delay)
-
-
-def _expires_in(job: Job) -> float | None:
-    seconds = getattr(job, "enqueue_expires", None)
-    return None if seconds is None else float(seconds)
 
 _CLAIM_FIELDS = [f.attname for f in Job._meta.concrete_fields]
 _CLAIM_COLUMNS = ", ".join(f't."{f.column}"' for f in Job._meta.concrete_fields)
@@ -207,21 +199,15 @@ class PostgresStore(Store):
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
         due = ("status = 'pending' AND run_at <= statement_timestamp() "
                "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
-        queues = list(dict.fromkeys(queues))
-        if len(queues) == 1:
-            picked = (f'SELECT id FROM "{job_table}" WHERE queue = %s AND {due} '
-                      "ORDER BY priority DESC, run_at LIMIT %s FOR UPDATE SKIP LOCKED")
-            params: list[object] = [queues[0], limit]
-        else:
-            # The claim index is ordered within a queue: with "queue = ANY(...)" PostgreSQL
-            # would read every due job of those queues and sort them. Take the best ``limit``
-            # of each queue by index instead (locking them), then the best of those.
-            picked = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
-                      f'(SELECT id, priority, run_at FROM "{job_table}" '
-                      f"WHERE queue = q.name AND {due} ORDER BY priority DESC, run_at "
-                      "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
-                      "ORDER BY j.priority DESC, j.run_at LIMIT %s")
-            params = [queues, limit, limit]
+        # The claim index is ordered within a queue: "queue = ANY(...)" would read every due
+        # job of those queues and sort them. Take the best ``limit`` of each queue by index
+        # (locking them), then the best of those; one queue is the same plan with one loop.
+        picked = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
+                  f'(SELECT id, priority, run_at FROM "{job_table}" '
+                  f"WHERE queue = q.name AND {due} ORDER BY priority DESC, run_at "
+                  "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
+                  "ORDER BY j.priority DESC, j.run_at LIMIT %s")
+        params = [list(dict.fromkeys(queues)), limit, limit]
         sql = (
             f"WITH picked AS MATERIALIZED ({picked}), "
             f'claimed AS (UPDATE "{job_table}" AS t SET status = \'processing\', '

@@ -44,14 +44,14 @@ class SQLiteStore(Store):
         picked = ("SELECT id FROM (" + " UNION ALL ".join([per_queue] * len(queues))
                   + ") ORDER BY priority DESC, run_at LIMIT %s")
         picked_params = [*(p for q in queues for p in (q, limit)), limit]
+        sql = (
+            f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, lease_owner = %s, '
+            f"lease_token = %s, started_at = {self.now_sql}, updated_at = {self.now_sql} "
+            f"WHERE id IN ({picked}) RETURNING *"
+        )
 
         def run() -> list[Job]:
             token = uuid.uuid4()
-            sql = (
-                f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, lease_owner = %s, '
-                f"lease_token = %s, started_at = {self.now_sql}, updated_at = {self.now_sql} "
-                f"WHERE id IN ({picked}) RETURNING *"
-            )
             params = ["processing", owner, token_field.get_db_prep_value(token, self.connection),
                       *picked_params]
             with transaction.atomic(using=self.alias):
