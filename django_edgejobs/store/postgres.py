@@ -17,6 +17,7 @@ import psycopg
 from ..conf import get_settings
 from ..models import Job, JobEvent
 from .base import Finish, Store
+from .rows import job_columns, jobs_from_rows
 
 CHANNEL = "django_edgejobs"
 
@@ -98,21 +99,6 @@ def _as_float(attname: str, job: Job) -> float | None:
     """An array holds one type: 60 becomes 60.0. Unset transient attributes are NULL."""
     value = getattr(job, attname, None)
     return None if value is None else float(value)
-
-
-_CLAIM_FIELDS = [f.attname for f in Job._meta.concrete_fields]
-_CLAIM_COLUMNS = ", ".join(f't."{f.column}"' for f in Job._meta.concrete_fields)
-#: Fields whose database value needs Django's conversion (JSON arrives as text).
-_CONVERTED: list[tuple[int, Any]] = [(i, f) for i, f in enumerate(Job._meta.concrete_fields)
-                                     if f.get_internal_type() == "JSONField"]
-
-
-def _job_from_row(alias: str, row: tuple[Any, ...]) -> Job:
-    values = list(row)
-    for i, f in _CONVERTED:
-        if values[i] is not None:
-            values[i] = f.from_db_value(values[i], None, None)
-    return Job.from_db(alias, _CLAIM_FIELDS, values)
 
 
 class PostgresStore(Store):
@@ -214,7 +200,7 @@ class PostgresStore(Store):
             "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
             "started_at = statement_timestamp(), updated_at = statement_timestamp() "
             "FROM picked WHERE t.id = picked.id "
-            f"RETURNING {_CLAIM_COLUMNS}), "
+            f"RETURNING {job_columns('t')}), "
             f'ev AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
             "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
             "lease_owner), statement_timestamp() FROM claimed) "
@@ -224,7 +210,7 @@ class PostgresStore(Store):
         def run() -> list[Job]:
             # One statement, so its own transaction outside atomic: no BEGIN/COMMIT trips.
             rows = self._bound(sql, [*params, owner, uuid.uuid4()])
-            return [_job_from_row(self.alias, row) for row in rows]
+            return jobs_from_rows(self.connection, rows)
 
         return self.retrying(run)
 
