@@ -55,9 +55,12 @@ CONTENDERS = {
     "huey-pg": ("postgresql", False),
     "huey-redis": ("postgresql", False),
     "edgejobs-sqlite": ("sqlite", True),
+    "edgejobs-sqlite-b50": ("sqlite", True),
     "huey-sqlite": ("sqlite", False),
     "django-tasks-db-sqlite": ("sqlite", False),
 }
+#: edgejobs with ``--batch-size 50``: drains only (W2).
+BATCHED = {"edgejobs-pg-b50", "edgejobs-sqlite-b50"}
 BASELINE = {"postgresql": "edgejobs-pg", "sqlite": "edgejobs-sqlite"}
 REDIS_ONES = {"celery-redis", "huey-redis"}
 
@@ -200,7 +203,7 @@ def brief(case: str, result: dict) -> str:
 
 
 def applicable(name: str, case: str, info: dict) -> bool:
-    if name == "edgejobs-pg-b50":
+    if name in BATCHED:
         return case.startswith("w2")
     if case == "w1-bulk" and not info.get("bulk_api"):
         return False
@@ -245,7 +248,7 @@ def main() -> None:
         skipped.update({n: "Redis is not running" for n in names if n in REDIS_ONES})
         names = [n for n in names if n not in REDIS_ONES]
     if args.quick:
-        names = [n for n in names if n != "edgejobs-pg-b50"]
+        names = [n for n in names if n not in BATCHED]
 
     env = machine()
     print(f"{env['cpus']} x {env['cpu']}, PostgreSQL {env['postgresql']}, Redis {env['redis']}, "

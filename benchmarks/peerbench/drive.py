@@ -17,6 +17,7 @@ CONTENDERS = {
     "edgejobs-pg": ("c_edgejobs", "EdgeJobs", {"store": "postgresql"}),
     "edgejobs-pg-b50": ("c_edgejobs", "EdgeJobs", {"store": "postgresql", "batch_size": 50}),
     "edgejobs-sqlite": ("c_edgejobs", "EdgeJobs", {"store": "sqlite"}),
+    "edgejobs-sqlite-b50": ("c_edgejobs", "EdgeJobs", {"store": "sqlite", "batch_size": 50}),
     "pgqueuer": ("c_pgqueuer", "PgQueuerContender", {}),
     "procrastinate": ("c_procrastinate", "Procrastinate", {}),
     "django-tasks-db-pg": ("c_dtdb", "DjangoTasksDB", {"store": "postgresql"}),

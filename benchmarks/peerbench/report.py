@@ -22,6 +22,7 @@ LABELS = {
     "huey-pg": "huey (PostgreSQL, `sql_huey`)",
     "huey-redis": "huey (Redis)",
     "edgejobs-sqlite": "**django-edgejobs** (SQLite)",
+    "edgejobs-sqlite-b50": "**django-edgejobs** `--batch-size 50` (SQLite)",
     "huey-sqlite": "huey (SQLite)",
     "django-tasks-db-sqlite": "django-tasks-db (SQLite)",
 }
@@ -35,7 +36,8 @@ SECTIONS = {
     "postgresql": ("PostgreSQL (and the Redis-backed peers)", "edgejobs-pg"),
     "sqlite": ("SQLite", "edgejobs-sqlite"),
 }
-SECTION_OF = {"edgejobs-sqlite": "sqlite", "huey-sqlite": "sqlite",
+SECTION_OF = {"edgejobs-sqlite": "sqlite", "edgejobs-sqlite-b50": "sqlite",
+              "huey-sqlite": "sqlite",
               "django-tasks-db-sqlite": "sqlite"}
 WORKERS = {
     "w2-c1": "one process, concurrency 1",

@@ -83,6 +83,33 @@ def test_enqueue_returns_the_saved_job_with_every_default(email: Any) -> None:
     assert counts() == (1, 1)
 
 
+def test_a_job_built_without_init_equals_one_built_by_django(email: Any) -> None:
+    """enqueue builds the Job without ``Model.__init__`` when nothing listens to its signals;
+    with a ``post_init`` receiver it takes Django's path, and both give the same instance."""
+    from django.db.models.signals import post_init
+
+    def fields(job: Job) -> dict[str, Any]:
+        data = {k: v for k, v in vars(job).items() if k != "_state"}
+        data.pop("id"), data.pop("created_at"), data.pop("updated_at"), data.pop("run_at")
+        return data
+
+    fast = enqueue("t.email", {"to": "a@example.com"}, tags=["x"])
+    seen: list[Job] = []
+
+    def receiver(sender: Any, instance: Job, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Job)
+    try:
+        slow = enqueue("t.email", {"to": "a@example.com"}, tags=["x"])
+    finally:
+        post_init.disconnect(receiver, sender=Job)
+    assert seen and seen[0] is slow  # the receiver saw the job enqueue built
+    assert fields(fast) == fields(slow)
+    assert (fast._state.adding, fast._state.db) == (slow._state.adding, slow._state.db)
+    assert isinstance(fast.id, type(slow.id)) and fast.id != slow.id
+
+
 def test_a_missing_payload_is_an_empty_object(email: Any) -> None:
     assert Job.objects.get(id=enqueue("t.email").id).payload == {}
     assert Job.objects.get(id=enqueue("t.email", None).id).payload == {}
