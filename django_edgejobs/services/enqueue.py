@@ -112,7 +112,7 @@ def _new_job(**values: Any):
     if pre_init.has_listeners(Job) or post_init.has_listeners(Job):
         return Job(*args)  # type: ignore[misc]  # positional: one argument per concrete field
     # What Model.__init__ does with positional arguments when no receiver listens to its
-    # signals (Job's fields are plain attributes), for a third of the cost.
+    # signals (Job's fields are plain attributes), in about 60% of the time.
     job = Job.__new__(Job)
     job._state = ModelState()
     job.__dict__.update(zip(_NAMES, args, strict=True))
