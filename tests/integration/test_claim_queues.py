@@ -63,7 +63,8 @@ def test_the_claim_reads_only_the_head_of_each_queue(register, queues, loaded):
     """``loaded``: the queues holding the 4,000 due jobs. All in one queue, with the same
     priority and time (one enqueue_many), is what made SQLite's planner go wrong."""
     register("t.noop", lambda p, c: None)
-    enqueue_many([{"type": "t.noop", "queue": q} for q in loaded for _ in range(4000 // len(loaded))])
+    per_queue = 4000 // len(loaded)
+    enqueue_many([{"type": "t.noop", "queue": q} for q in loaded for _ in range(per_queue)])
     sql, params = _capture_claim_sql(queues, 5)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -85,7 +86,8 @@ def test_the_claim_reads_only_the_head_of_each_queue(register, queues, loaded):
             # Each queue's head by the claim index, in its order: an equality on the queue
             # only, so no sort of that queue's due jobs (one sort, of the heads, at the end).
             heads = [d for d in scans if "edgejobs_job_claim_idx" in d]
-            assert len(heads) == len(queues) and all(d.endswith("(queue=?)") for d in heads), details
+            assert len(heads) == len(queues), details
+            assert all(d.endswith("(queue=?)") for d in heads), details
             others = [d for d in scans if d not in heads]
             assert all("(id=?)" in d for d in others), details
             assert sum("TEMP B-TREE" in d for d in details) <= 1, details
