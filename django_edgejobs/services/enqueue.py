@@ -100,7 +100,6 @@ def _new_job(**values: Any):
     from ..models import Job
 
     if _FIELDS is None:
-        _NAMES = [f.attname for f in Job._meta.concrete_fields]
         _FIELDS = []
         for f in Job._meta.concrete_fields:
             if f.has_default() and callable(f.default):
@@ -108,6 +107,7 @@ def _new_job(**values: Any):
             else:
                 constant = f.get_default()  # immutable: 0, "", "pending", None
                 _FIELDS.append((f.attname, lambda value=constant: value))
+        _NAMES = [name for name, _ in _FIELDS]
     args = [values[name] if name in values else default() for name, default in _FIELDS]
     if pre_init.has_listeners(Job) or post_init.has_listeners(Job):
         return Job(*args)  # type: ignore[misc]  # positional: one argument per concrete field

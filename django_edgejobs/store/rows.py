@@ -11,6 +11,7 @@ from ..models import Job
 _FIELDS = Job._meta.concrete_fields
 _ATTNAMES = [f.attname for f in _FIELDS]
 
+
 def job_columns(alias: str = "") -> str:
     """Every column of the job table, in field order (``alias.`` before each when given)."""
     prefix = f"{alias}." if alias else ""
