@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.base import ModelState
@@ -29,93 +30,174 @@ def build_job(type: str, payload: Any = None, *, where: str = "enqueue", **optio
     unknown = set(options) - OPTION_KEYS
     if unknown:
         raise TypeError(f"{where}: unexpected option(s) {', '.join(sorted(unknown))}")
-    conf = get_settings()
-    try:
-        job_type = get_registry().require(type)
-    except UnknownJobType as exc:  # say which call (and which item of enqueue_many)
-        raise UnknownJobType(f"{where}: {exc}") from None
-    where = f"{where}({type!r})"
-    v.validate_type(type, where=where)
-    if job_type.payload_schema is not None:
-        payload = job_type.payload_schema.dump(payload, where=where)
-    payload_text = v.encode_payload({} if payload is None else payload,
-                                    max_bytes=conf.MAX_PAYLOAD_BYTES, where=where)
-    opts = v.validate_options(
-        {k: options.get(k) for k in ("queue", "priority", "retry_delay", "retry_backoff",
-                                     "retry_delay_max", "timeout")},
-        where=where,
-    )
-    attempts = v.resolve_attempts(options.get("max_attempts"), options.get("max_retries"),
-                                  where=where)
-    now = timezone.now()
-    run_at = v.resolve_run_at(options.get("delay"), options.get("run_at"), now, where=where)
-    expires_at, expires_in = v.resolve_expires(options.get("expires"), run_at, now, where=where)
-    tags = v.validate_tags(options.get("tags"), where=where)
-    key = v.validate_idempotency_key(options.get("idempotency_key"), where=where)
-    defaults = job_type.defaults()
-
-    def pick(name: str, fallback: Any) -> Any:
-        for value in (opts.get(name), defaults.get(name)):
-            if value is not None:
-                return value
-        return fallback
-
-    job = _new_job(
-        type=type,
-        queue=pick("queue", "default"),
-        payload=json.loads(payload_text),
-        priority=pick("priority", 0),
-        run_at=run_at,
-        expires_at=expires_at,
-        max_attempts=attempts or defaults["max_attempts"] or conf.DEFAULT_MAX_ATTEMPTS,
-        retry_delay=pick("retry_delay", conf.DEFAULT_RETRY_DELAY),
-        retry_backoff=pick("retry_backoff", conf.DEFAULT_RETRY_BACKOFF),
-        retry_delay_max=pick("retry_delay_max", conf.DEFAULT_RETRY_DELAY_MAX),
-        timeout=pick("timeout", None),
-        tags=tags,
-        idempotency_key=key,
-        created_at=now,
-        updated_at=now,
-    )
-    # The payload as JSON text, so the store does not encode it a second time.
-    job.payload_json = payload_text
-    # Seconds from now, counted on the database's clock when the row is written (None when
-    # the caller gave an absolute run_at).
-    job.enqueue_delay = (run_at - now).total_seconds() if options.get("run_at") is None else None
-    # Likewise for an expiry given in seconds.
-    job.enqueue_expires = expires_in
-    return job
+    return _Builder().build(type, payload, where, options)
 
 
-_FIELDS: list[tuple[str, Any]] | None = None
-_NAMES: list[str] = []
+#: Option values of these exact types are compared by value to reuse a validated spec
+#: (``type`` is part of the key: ``True`` and ``1`` are equal but only one is a priority).
+_PLAIN = frozenset({str, int, float, bool, type(None), datetime, timedelta})
 
 
-def _new_job(**values: Any):
-    """An unsaved Job from these field values and the model's defaults for the rest.
+class _Spec(NamedTuple):
+    """What a job's type and options decide, validated: every field but the payload and the
+    ones each job gets fresh (its id, empty steps...), plus the transient attributes."""
 
-    Django's keyword path in ``Model.__init__`` costs about as much as the rest of enqueue
-    together; its positional path is the one reproduced below."""
-    global _FIELDS, _NAMES
+    job_type: Any
+    values: dict[str, Any]
+    fresh: tuple[tuple[str, Any], ...]  # (field, default factory)
+
+
+class _Builder:
+    """Builds validated Jobs, all stamped with one ``now``.
+
+    ``enqueue_many`` uses one for the whole call: items of the same type with equal plain
+    options (the usual bulk load) share one validated spec, so the per-item work is the
+    payload, an id and a copy of a dict."""
+
+    def __init__(self) -> None:
+        self.conf = get_settings()
+        self.now = timezone.now()
+        self._specs: dict[tuple[Any, ...], _Spec] = {}
+        from ..models import Job
+
+        self.plain = not (pre_init.has_listeners(Job) or post_init.has_listeners(Job))
+
+    def build(self, type: str, payload: Any, where: str, options: Mapping[str, Any]):
+        # Every option but the idempotency key (usually one per item) decides the spec.
+        shared = [(k, val.__class__, val) for k, val in options.items() if k != "idempotency_key"]
+        key = None
+        if type.__class__ is str and all(cls in _PLAIN for _, cls, _ in shared):
+            key = (type, *shared)
+        spec = self._specs.get(key) if key is not None else None
+        if spec is None:
+            spec = self._spec(type, options, where)
+            if key is not None:
+                self._specs[key] = spec
+        where = f"{where}({type!r})"
+        schema = spec.job_type.payload_schema
+        if schema is not None:
+            payload = schema.dump(payload, where=where)
+        if (payload is None or (payload.__class__ is dict and not payload)) \
+                and self.conf.MAX_PAYLOAD_BYTES >= 2:
+            payload_text, payload = "{}", {}
+        else:
+            payload_text = v.encode_payload({} if payload is None else payload,
+                                            max_bytes=self.conf.MAX_PAYLOAD_BYTES, where=where)
+            payload = json.loads(payload_text)
+        values = spec.values.copy()
+        values["payload"] = payload
+        # The payload as JSON text, so the store does not encode it a second time.
+        values["payload_json"] = payload_text
+        values["tags"] = values["tags"].copy()
+        if "idempotency_key" in options:
+            values["idempotency_key"] = v.validate_idempotency_key(options["idempotency_key"],
+                                                                   where=where)
+        for name, factory in spec.fresh:
+            values[name] = factory()
+        return _new_job(values, self.plain)
+
+    def _spec(self, type: str, options: Mapping[str, Any], where: str) -> _Spec:
+        conf = self.conf
+        try:
+            job_type = get_registry().require(type)
+        except UnknownJobType as exc:  # say which call (and which item of enqueue_many)
+            raise UnknownJobType(f"{where}: {exc}") from None
+        where = f"{where}({type!r})"
+        v.validate_type(type, where=where)
+        opts = v.validate_options(
+            {k: options.get(k) for k in ("queue", "priority", "retry_delay", "retry_backoff",
+                                         "retry_delay_max", "timeout")},
+            where=where,
+        )
+        attempts = v.resolve_attempts(options.get("max_attempts"), options.get("max_retries"),
+                                      where=where)
+        now = self.now
+        run_at = v.resolve_run_at(options.get("delay"), options.get("run_at"), now, where=where)
+        expires_at, expires_in = v.resolve_expires(options.get("expires"), run_at, now,
+                                                   where=where)
+        tags = v.validate_tags(options.get("tags"), where=where)
+        defaults = job_type.defaults()
+
+        def pick(name: str, fallback: Any) -> Any:
+            for value in (opts.get(name), defaults.get(name)):
+                if value is not None:
+                    return value
+            return fallback
+
+        values, fresh = _with_defaults({
+            "type": type,
+            "queue": pick("queue", "default"),
+            "priority": pick("priority", 0),
+            "run_at": run_at,
+            "expires_at": expires_at,
+            "max_attempts": attempts or defaults["max_attempts"] or conf.DEFAULT_MAX_ATTEMPTS,
+            "retry_delay": pick("retry_delay", conf.DEFAULT_RETRY_DELAY),
+            "retry_backoff": pick("retry_backoff", conf.DEFAULT_RETRY_BACKOFF),
+            "retry_delay_max": pick("retry_delay_max", conf.DEFAULT_RETRY_DELAY_MAX),
+            "timeout": pick("timeout", None),
+            "tags": tags,
+            "idempotency_key": None,  # each job's own
+            "created_at": now,
+            "updated_at": now,
+            # Seconds from now, counted on the database's clock when the row is written (None
+            # when the caller gave an absolute run_at).
+            "enqueue_delay": (run_at - now).total_seconds() if options.get("run_at") is None
+            else None,
+            # Likewise for an expiry given in seconds.
+            "enqueue_expires": expires_in,
+            "payload": None,  # each job's own
+        })
+        return _Spec(job_type, values, fresh)
+
+
+#: Job's concrete fields: (attname, default, fresh); fresh defaults (uuid4, dict, list, now)
+#: are called for each job, the others are constants.
+_FIELDS: list[tuple[str, Any, bool]] | None = None
+
+
+def _fields() -> list[tuple[str, Any, bool]]:
+    global _FIELDS
     from ..models import Job
 
     if _FIELDS is None:
-        _FIELDS = []
-        for f in Job._meta.concrete_fields:
-            if f.has_default() and callable(f.default):
-                _FIELDS.append((f.attname, f.default))  # dict, list, uuid4, now: fresh each
+        _FIELDS = [(f.attname, f.default, True) if f.has_default() and callable(f.default)
+                   else (f.attname, f.get_default(), False)  # immutable: 0, "", "pending", None
+                   for f in Job._meta.concrete_fields]
+    return _FIELDS
+
+
+def _with_defaults(values: dict[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    """``values`` completed with the constant defaults of the fields it lacks, and the
+    fields still lacking with their default factories (to call for each job)."""
+    out = dict(values)
+    fresh = []
+    for name, default, is_factory in _fields():
+        if name not in out:
+            if is_factory:
+                fresh.append((name, default))
             else:
-                constant = f.get_default()  # immutable: 0, "", "pending", None
-                _FIELDS.append((f.attname, lambda value=constant: value))
-        _NAMES = [name for name, _ in _FIELDS]
-    args = [values[name] if name in values else default() for name, default in _FIELDS]
-    if pre_init.has_listeners(Job) or post_init.has_listeners(Job):
-        return Job(*args)  # type: ignore[misc]  # positional: one argument per concrete field
+                out[name] = default
+    return out, tuple(fresh)
+
+
+def _new_job(values: dict[str, Any], plain: bool):
+    """An unsaved Job from ``values``: every concrete field, plus transient attributes.
+    ``plain``: no receiver listens to Job's ``pre_init`` or ``post_init``.
+
+    Django's keyword path in ``Model.__init__`` costs about as much as the rest of enqueue
+    together; its positional path is the one reproduced below."""
+    from ..models import Job
+
+    if not plain:
+        # positional: one argument per concrete field, then the transient attributes
+        job = Job(*[values.pop(name) for name, _, _ in _fields()])  # type: ignore[misc]
+        job.__dict__.update(values)
+        return job
     # What Model.__init__ does with positional arguments when no receiver listens to its
     # signals (Job's fields are plain attributes), in about 60% of the time.
     job = Job.__new__(Job)
     job._state = ModelState()
-    job.__dict__.update(zip(_NAMES, args, strict=True))
+    job.__dict__.update(values)
     return job
 
 
@@ -153,6 +235,7 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
     Each item is ``{"type": ..., "payload": ..., **options}`` with the options of ``enqueue``.
     """
     jobs = []
+    builder = _Builder()
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise ValueError(
@@ -164,8 +247,8 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
             raise ValueError(f"enqueue_many: item {index} has unknown key(s) "
                              f"{', '.join(sorted(map(str, extra)))}")
         options = {k: val for k, val in item.items() if k not in ("type", "payload")}
-        jobs.append(build_job(item["type"], item.get("payload"),
-                              where=f"enqueue_many item {index}", **options))
+        jobs.append(builder.build(item["type"], item.get("payload"),
+                                  f"enqueue_many item {index}", options))
     return _write(jobs)
 
 

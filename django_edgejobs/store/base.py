@@ -179,7 +179,7 @@ class Store:
                 if expires is not None:
                     j.expires_at = now + timedelta(seconds=expires)
         with transaction.atomic(using=self.alias, savepoint=False):
-            Job.objects.using(self.alias).bulk_create(jobs, ignore_conflicts=conflicts)
+            self._write_jobs(jobs, conflicts=conflicts)
             ids = {j.id for j in jobs}
             if conflicts:
                 ids = set(Job.objects.using(self.alias).filter(id__in=ids)
@@ -187,6 +187,10 @@ class Store:
             self._events((j.id, JobEvent.Kind.ADDED, {}) for j in jobs if j.id in ids)
             self.notify({j.queue for j in jobs if j.id in ids})
         return ids
+
+    def _write_jobs(self, jobs: list[Job], *, conflicts: bool) -> None:
+        """INSERT the rows; with ``conflicts``, skip those whose idempotency key exists."""
+        Job.objects.using(self.alias).bulk_create(jobs, ignore_conflicts=conflicts)
 
     # -- queries ------------------------------------------------------------------------
 

@@ -25,16 +25,16 @@ CHANNEL = "django_edgejobs"
 class _InsertShape(NamedTuple):
     """The enqueue statement's pieces, derived once from the Job model.
 
-    Every concrete field travels as one array parameter; ``run_at`` and ``expires_at`` come
-    with a second array of seconds, for the moments the database computes from its own clock
-    (a ``delay``, an ``expires`` in seconds)."""
+    Every concrete field is one parameter column; ``run_at`` and ``expires_at`` come with a
+    second one of seconds, for the moments the database computes from its own clock (a
+    ``delay``, an ``expires`` in seconds). A column whose value is the same for every job
+    travels as one value, the others as one array each (``unnest``)."""
 
     columns: str  # the job table's columns
-    selected: str  # what the SELECT over unnest() yields for them
-    arrays: str  # one typed array parameter per unnest() column
-    scalars: str  # the same, one value each: the statement for a single job
-    names: str  # the unnest() columns
-    getters: list[Callable[[Job], object]]  # one per array: a job's value in it
+    selected: str  # what the SELECT yields for them, from the parameter columns
+    names: list[str]  # the parameter columns
+    types: list[str]  # their types in the statement
+    getters: list[Callable[[Job], object]]  # one per parameter column: a job's value in it
 
 
 _shape: _InsertShape | None = None
@@ -51,17 +51,17 @@ def _insert_shape(connection: Any) -> _InsertShape:
 def _build_insert_shape(connection: Any) -> _InsertShape:
     names: list[str] = []
     selected: list[str] = []
-    scalars: list[str] = []
+    types: list[str] = []
     getters: list[Callable[[Job], object]] = []
     for f in Job._meta.concrete_fields:
         name = f"c_{f.column}"
         kind = f.get_internal_type()
         names.append(name)
-        scalars.append(f"%b::{'text' if kind == 'JSONField' else f.db_type(connection)}")
+        types.append("text" if kind == "JSONField" else str(f.db_type(connection)))
         if f.attname in ("run_at", "expires_at"):
             seconds = "enqueue_delay" if f.attname == "run_at" else "enqueue_expires"
             names.append(f"{name}_in")
-            scalars.append("%b::float8")
+            types.append("float8")
             selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
                             "* interval '1 second')")
             getters += [partial(_moment, f.attname, seconds), partial(_as_float, seconds)]
@@ -77,9 +77,7 @@ def _build_insert_shape(connection: Any) -> _InsertShape:
             getters.append(attrgetter(f.attname))
     return _InsertShape(
         columns=", ".join(f'"{f.column}"' for f in Job._meta.concrete_fields),
-        selected=", ".join(selected), arrays=", ".join(f"{p}[]" for p in scalars),
-        scalars=", ".join(scalars), names=", ".join(names),
-        getters=getters)
+        selected=", ".join(selected), names=names, types=types, getters=getters)
 
 
 def _payload_text(job: Job) -> str:
@@ -87,9 +85,17 @@ def _payload_text(job: Job) -> str:
     return getattr(job, "payload_json", None) or json.dumps(job.payload)
 
 
+#: The JSON text of the values a new job's JSON fields usually hold.
+_EMPTY_JSON = {list: "[]", dict: "{}"}
+
+
 def _json_text(attname: str, job: Job) -> str | None:
     value = getattr(job, attname)
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if not value and value.__class__ in _EMPTY_JSON:
+        return _EMPTY_JSON[value.__class__]
+    return json.dumps(value)
 
 
 def _moment(attname: str, seconds_attname: str, job: Job) -> object:
@@ -151,29 +157,41 @@ class PostgresStore(Store):
     def _insert_rows(self, jobs: list[Job], *, conflicts: bool) -> set[uuid.UUID]:
         """One statement: the rows, their ``added`` events and the notification.
 
-        Each column travels as one array parameter (``unnest``), so the statement and its
-        parameter list stay the same size however many jobs there are; a single job sends
-        plain values (dumping 30 one-element arrays costs more than the insert). A delayed job's
-        ``run_at`` (and an expiry given in seconds) is computed in SQL from the database's
-        clock."""
+        A column whose value differs between the jobs travels as one array parameter
+        (``unnest``), so the statement and its parameter list stay the same size however
+        many jobs there are; a column every job shares (in a bulk load, all but the id and
+        the payload, usually) travels as one value, and a single job sends only values
+        (psycopg dumps arrays in Python, element by element: that cost more than the
+        insert). A delayed job's ``run_at`` (and an expiry given in seconds) is computed in
+        SQL from the database's clock."""
         inserted: set[uuid.UUID] = set()
         if not jobs:
             return inserted
         shape = _insert_shape(self.connection)
-        if len(jobs) == 1:
-            source = f"(VALUES ({shape.scalars}))"
-            params: list[object] = [get(jobs[0]) for get in shape.getters]
-        else:
-            source = f"unnest({shape.arrays})"
-            params = [[] for _ in shape.getters]
-            for job in jobs:
-                for array, get in zip(params, shape.getters, strict=True):
-                    array.append(get(job))  # type: ignore[attr-defined]
+        arrays: list[object] = []
+        array_names, array_types = [], []
+        scalars: list[object] = []
+        scalar_names, scalar_types = [], []
+        for name, type_, get in zip(shape.names, shape.types, shape.getters, strict=True):
+            values = [get(job) for job in jobs]
+            if values.count(values[0]) == len(values):  # a bulk load shares most columns
+                scalars.append(values[0])
+                scalar_names.append(name)
+                scalar_types.append(f"%b::{type_}")
+            else:
+                arrays.append(values)
+                array_names.append(name)
+                array_types.append(f"%b::{type_}[]")
+        sources = []
+        if arrays:
+            sources.append(f"unnest({', '.join(array_types)}) AS a({', '.join(array_names)})")
+        if scalars:
+            sources.append(f"(VALUES ({', '.join(scalar_types)})) AS s({', '.join(scalar_names)})")
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
         conflict = "ON CONFLICT DO NOTHING " if conflicts else ""
         sql = (
             f'WITH j AS (INSERT INTO "{job_table}" ({shape.columns}) '
-            f"SELECT {shape.selected} FROM {source} AS t({shape.names}) "
+            f"SELECT {shape.selected} FROM {' CROSS JOIN '.join(sources)} "
             f"{conflict}RETURNING id, queue, run_at, expires_at), "
             f'e AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
             "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
@@ -181,7 +199,7 @@ class PostgresStore(Store):
             "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
         )
         by_id = {job.id: job for job in jobs}
-        for job_id, run_at, expires_at, _ in self._bound(sql, [*params, CHANNEL]):
+        for job_id, run_at, expires_at, _ in self._bound(sql, [*arrays, *scalars, CHANNEL]):
             inserted.add(job_id)
             by_id[job_id].run_at = run_at
             by_id[job_id].expires_at = expires_at

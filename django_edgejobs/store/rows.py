@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from ..models import Job
@@ -52,3 +53,48 @@ def jobs_from_rows(connection: Any, rows: Iterable[tuple[Any, ...]]) -> list[Job
             values[i] = value
         jobs.append(Job.from_db(connection.alias, _ATTNAMES, values))
     return jobs
+
+
+#: Values whose prepared form depends only on the field and the value itself.
+_CONSTANT_TYPES = frozenset({str, int, float, bool, type(None)})
+#: Prepared constants by (alias, field, type, value): the queue, the type, the status...
+_prepared: dict[tuple[str, str, type, Any], Any] = {}
+
+
+def job_values(connection: Any, jobs: list[Job]) -> list[tuple[Any, ...]]:
+    """The rows of ``jobs`` for an ``INSERT`` of ``job_columns()``, as ``bulk_create`` would
+    send them (each field's ``get_db_prep_save``), without its compiler. A value every job
+    shares (in a bulk load, most columns) is prepared once, and so are the constants every
+    enqueue repeats (type, queue, status, defaults) and a moment several fields share."""
+    if len(_prepared) > 4096:
+        _prepared.clear()
+    alias = connection.alias
+    moments: dict[Any, Any] = {}  # datetime -> prepared (run_at, created_at, updated_at)
+    if len(jobs) == 1:
+        job = jobs[0]
+        return [tuple([_prepare(connection, alias, f, getattr(job, f.attname), moments)
+                       for f in _FIELDS])]
+    columns = []
+    for f in _FIELDS:
+        values = [getattr(job, f.attname) for job in jobs]
+        if values.count(values[0]) == len(values):
+            columns.append([_prepare(connection, alias, f, values[0], moments)] * len(values))
+        else:
+            columns.append([_prepare(connection, alias, f, value, moments) for value in values])
+    return list(zip(*columns, strict=True))
+
+
+def _prepare(connection: Any, alias: str, f: Any, value: Any, moments: dict[Any, Any]) -> Any:
+    cls = value.__class__
+    if cls in _CONSTANT_TYPES:
+        key = (alias, f.attname, cls, value)
+        found = _prepared.get(key, _prepared)
+        if found is _prepared:
+            found = _prepared[key] = f.get_db_prep_save(value, connection)
+        return found
+    if cls is datetime and f.get_internal_type() == "DateTimeField":
+        found = moments.get(value, moments)
+        if found is moments:
+            found = moments[value] = f.get_db_prep_save(value, connection)
+        return found
+    return f.get_db_prep_save(value, connection)
