@@ -37,6 +37,9 @@ class EdgeJobsSettings:
     #: Turn off behind a pooler that cannot keep prepared statements (PgBouncer before 1.21,
     #: or without max_prepared_statements, in transaction mode).
     PREPARED_STATEMENTS: bool = True
+    #: SQLite: seconds between checks of whether another connection committed (an enqueue
+    #: from another process), which wake an idle worker before POLL_INTERVAL; 0 turns it off.
+    SQLITE_WATCH_INTERVAL: float = 0.02
 
 
 KNOWN_KEYS = frozenset(f.name for f in fields(EdgeJobsSettings))

@@ -31,7 +31,7 @@ from ..store import Finish, get_store
 from .context import JobContext
 from .executor import exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
-from .listener import Listener
+from .listener import CommitWatcher, Listener
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -242,6 +242,23 @@ class Worker:
             self.listener = Listener(self.store.alias, self.queues, self._wake.set,
                                      self._services_stop)
             self._spawn("listener", self.listener.run)
+        elif (connections[self.store.alias].vendor == "sqlite"
+              and get_settings().SQLITE_WATCH_INTERVAL > 0):
+            watcher = CommitWatcher(self.store.alias)
+
+            def watch() -> None:
+                if watcher.run_once():
+                    self._wake.set()
+
+            loop = self._every(get_settings().SQLITE_WATCH_INTERVAL, watch)
+
+            def run() -> None:
+                try:
+                    loop()
+                finally:
+                    watcher.close()
+
+            self._spawn("watcher", run)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=_with_connections_closed(target),
@@ -467,7 +484,7 @@ class Worker:
         self._services_stop.set()
         for thread in self._threads:  # a late heartbeat must not revive the row we stop
             if thread.name in ("edgejobs-heartbeat", "edgejobs-supervisor", "edgejobs-listener",
-                               "edgejobs-scheduler"):
+                               "edgejobs-watcher", "edgejobs-scheduler"):
                 thread.join(timeout=10)
         try:
             self.store.stop_worker(self.id)

@@ -119,3 +119,31 @@ def test_edgejobs_worker_alias_and_bad_arguments(workers, wait_exit):
     bad = workers.start("--concurrency", "0")
     assert wait_exit(bad, timeout=60) != 0
     assert "--concurrency" in workers.output(bad)
+
+
+def test_an_idle_sqlite_worker_wakes_when_another_process_enqueues(workers, wait_exit,
+                                                                   vendor):
+    """SQLite has no notifications: the worker watches ``PRAGMA data_version`` and claims
+    when another connection committed, long before its POLL_INTERVAL (60 s here)."""
+    from django_edgejobs.models import Worker as WorkerRow
+
+    if vendor != "sqlite":
+        pytest.skip("SQLite only (PostgreSQL's workers are woken by NOTIFY)")
+    proc = workers.start("--concurrency", "1",
+                         edgejobs={**FAST, "POLL_INTERVAL": 60, "SQLITE_WATCH_INTERVAL": 0.02})
+    first = enqueue("qa.record")
+    wait_for(lambda: get_job(first.id).status == "completed", timeout=30,
+             message="the first job completed")
+    # Two more heartbeats: the wake-up that followed the first job is long past, and the
+    # worker waits for its next poll, a minute away.
+    beat = WorkerRow.objects.get(pid=proc.pid).last_heartbeat
+    wait_for(lambda: WorkerRow.objects.filter(pid=proc.pid, last_heartbeat__gt=beat).exists(),
+             timeout=10, message="a heartbeat")
+    beat = WorkerRow.objects.get(pid=proc.pid).last_heartbeat
+    wait_for(lambda: WorkerRow.objects.filter(pid=proc.pid, last_heartbeat__gt=beat).exists(),
+             timeout=10, message="another heartbeat")
+    second = enqueue("qa.record")
+    wait_for(lambda: get_job(second.id).status == "completed", timeout=20,
+             message="the second job completed before the 60 s poll")
+    proc.send_signal(signal.SIGTERM)
+    assert wait_exit(proc, timeout=30) == 0, workers.output(proc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -340,3 +341,25 @@ def test_a_reused_worker_id_gives_back_what_its_predecessor_left(register):
         signals.job_failed.disconnect(dispatch_uid="t-orphan")
     assert get_job(spent.id).status == "failed" and failed == [spent.id]
     assert get_job(again.id).status == "pending"
+
+
+def test_the_commit_watcher_sees_commits_of_other_connections(vendor: str,
+                                                              register: Any) -> None:
+    """SQLite's wake-up: ``run_once`` is True once after another connection commits."""
+    from django_edgejobs.runtime.listener import CommitWatcher
+
+    if vendor != "sqlite":
+        pytest.skip("SQLite only")
+    register("t.noop")
+    watcher = CommitWatcher("default")
+    try:
+        assert watcher.run_once() is False  # the first read has nothing to compare with
+        assert watcher.run_once() is False
+        enqueue("t.noop")  # committed by Django's connection
+        assert watcher.run_once() is True
+        assert watcher.run_once() is False
+        with connection.cursor() as cursor:  # a read commits nothing
+            cursor.execute("SELECT COUNT(*) FROM django_edgejobs_job")
+        assert watcher.run_once() is False
+    finally:
+        watcher.close()

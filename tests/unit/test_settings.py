@@ -181,6 +181,8 @@ def test_numbers_must_be_positive(key: str, value: object, message: str) -> None
         ("DEFAULT_RETRY_BACKOFF", "no"),
         ("KEEP_FINISHED_DAYS", -1),
         ("KEEP_EVENTS_DAYS", "30"),
+        ("SQLITE_WATCH_INTERVAL", -0.1),
+        ("SQLITE_WATCH_INTERVAL", True),
     ],
 )
 def test_every_documented_value_is_checked(key: str, value: object) -> None:
