@@ -21,7 +21,8 @@ CRON = {"bench-tick": {"cron": "* * * * * *", "type": "bench.tick", "payload": {
 
 class EdgeJobs(Contender):
     bulk_api = "enqueue_many"
-    notes = ["runworker --batch-size defaults to the concurrency",
+    notes = ["runworker without --batch-size sizes claims by the jobs' run time "
+             "(the concurrency at first, up to 50)",
              "cron: EDGEJOBS['CRON'], 6-field expression (every second), scheduler in runworker"]
 
     def __init__(self, store: str, batch_size: int | None = None):

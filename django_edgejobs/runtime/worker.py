@@ -41,6 +41,12 @@ logger = logging.getLogger("django_edgejobs.worker")
 
 _STOP = object()
 
+#: With no batch size set, a worker sizes its claims from the run time of the jobs it ran:
+#: the buffer holds about this many seconds of work per thread...
+ADAPTIVE_BUFFER_SECONDS = 0.1
+#: ...and a claim takes at most this many jobs (or the concurrency, if larger).
+ADAPTIVE_MAX_BATCH = 50
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -77,7 +83,13 @@ class Worker:
         conf = get_settings()
         self.queues = list(queues or conf.QUEUES)
         self.concurrency = concurrency or conf.CONCURRENCY
+        #: No batch size given: claim ``concurrency`` jobs at first, then size claims by the
+        #: jobs' run time (``_learn``). Short jobs get batches of up to ADAPTIVE_MAX_BATCH,
+        #: long ones a job per free thread, so a buffered job waits about
+        #: ADAPTIVE_BUFFER_SECONDS at most where another worker could have run it.
+        self.adaptive = not (batch_size or conf.BATCH_SIZE)
         self.batch_size = batch_size or conf.BATCH_SIZE or self.concurrency
+        self._run_time: float | None = None  # moving average of a job's run time, seconds
         self.poll_interval = conf.POLL_INTERVAL if poll_interval is None else poll_interval
         self.burst = burst
         self.max_jobs = max_jobs
@@ -214,8 +226,10 @@ class Worker:
     def run(self) -> int:
         """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
         self.register()
-        logger.info("worker %s: queues=%s concurrency=%d batch=%d", self.id,
-                    ",".join(self.queues), self.concurrency, self.batch_size)
+        logger.info("worker %s: queues=%s concurrency=%d batch=%s", self.id,
+                    ",".join(self.queues), self.concurrency,
+                    f"adaptive ({self.concurrency}-{max(self.concurrency, ADAPTIVE_MAX_BATCH)})"
+                    if self.adaptive else self.batch_size)
         self._start_services()
         try:
             self._loop()
@@ -291,6 +305,21 @@ class Worker:
             if self.capacity > self.concurrency and buffered > 0 and free < self.batch_size // 2:
                 return 0
             return max(free, 0)
+
+    def _learn(self, seconds: float) -> None:
+        """Resize the claims from one more job's run time (the caller holds the lock).
+
+        The average moves a fifth of the way to each new run time: one long job shrinks the
+        batch at once (a 1 s job after no-op jobs brings it back to the concurrency), and a
+        run of short jobs grows it again within some twenty jobs. A set batch size stays."""
+        if not self.adaptive:
+            return
+        average = seconds if self._run_time is None else self._run_time * 0.8 + seconds * 0.2
+        self._run_time = average
+        extra = self.concurrency * ADAPTIVE_BUFFER_SECONDS / max(average, 1e-6)
+        self.batch_size = max(self.concurrency,
+                              min(self.concurrency + int(extra), ADAPTIVE_MAX_BATCH))
+        self.capacity = self.batch_size
 
     def _begun(self) -> int:
         return sum(1 for e in self._inflight.values() if e.begun and not e.settled)
@@ -369,6 +398,7 @@ class Worker:
                 entry.settled = True
                 if not entry.abandoned:
                     self._running -= 1
+                self._learn(time.monotonic() - entry.started)
             if mine and outcome is not None:
                 self._done.put((entry, outcome, time.monotonic() - entry.started))
             self._wake.set()

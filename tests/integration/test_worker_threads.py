@@ -363,3 +363,44 @@ def test_the_commit_watcher_sees_commits_of_other_connections(vendor: str,
         assert watcher.run_once() is False
     finally:
         watcher.close()
+
+
+def test_with_no_batch_size_claims_grow_for_short_jobs_and_shrink_for_long_ones() -> None:
+    from django_edgejobs.runtime.worker import ADAPTIVE_MAX_BATCH
+
+    worker = Worker(["default"], concurrency=2)
+    assert (worker.adaptive, worker.batch_size, worker.capacity) == (True, 2, 2)
+    worker._learn(0.0002)  # no-op jobs: the largest batch
+    assert (worker.batch_size, worker.capacity) == (ADAPTIVE_MAX_BATCH, ADAPTIVE_MAX_BATCH)
+    worker._learn(1.0)  # one long job: a job per thread again, at once
+    assert (worker.batch_size, worker.capacity) == (2, 2)
+    for _ in range(30):  # 20 ms jobs: about 0.1 s of work per thread in the buffer
+        worker._learn(0.02)
+    assert worker.batch_size == 2 + int(2 * 0.1 / worker._run_time)
+    assert 10 <= worker.batch_size <= 12
+    fixed = Worker(["default"], concurrency=2, batch_size=3)
+    fixed._learn(0.0002)
+    assert (fixed.adaptive, fixed.batch_size, fixed.capacity) == (False, 3, 3)
+
+
+def test_an_adaptive_worker_claims_short_jobs_in_batches(register):
+    """One thread, no batch size: after the first job, claims take many no-op jobs at a
+    time (the store's claims are counted)."""
+    register("t.quick")
+    store = get_store()
+    claims: list[int] = []
+    original = store.claim
+
+    def counting(owner, queues, limit):
+        jobs = original(owner, queues, limit)
+        claims.append(len(jobs))
+        return jobs
+
+    jobs = enqueue_many([{"type": "t.quick"} for _ in range(300)])
+    worker = Worker(["default"], concurrency=1, burst=True, poll_interval=0.05)
+    worker.store.claim = counting  # type: ignore[method-assign]
+    assert worker.run() == 0
+    assert statuses(*jobs) == ["completed"] * 300
+    assert claims[0] == 1  # nothing measured yet: a job per thread
+    assert max(claims) > 1
+    assert len(claims) < 300 // 2, claims
