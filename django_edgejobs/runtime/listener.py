@@ -101,8 +101,10 @@ class CommitWatcher:
         from django.db import connections
 
         params = connections[self.alias].get_connection_params()
+        # A read waits for a writer's commit in rollback-journal mode (and, rarely, for a
+        # checkpoint in WAL mode): wait a little rather than warn about a busy database.
         return sqlite3.connect(params["database"], uri=bool(params.get("uri")),
-                               check_same_thread=False, timeout=0)
+                               check_same_thread=False, timeout=1.0)
 
     def close(self) -> None:
         if self._conn is not None:
