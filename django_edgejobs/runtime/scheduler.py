@@ -26,6 +26,7 @@ from ..models import CronOutcome
 from ..services import schedules
 from ..store import get_store
 from ..store.cron import CronStore
+from .db import reset_connection
 
 if TYPE_CHECKING:
     from ..models import CronSchedule
@@ -67,7 +68,7 @@ class Scheduler:
         except DatabaseError:
             logger.exception("cron: could not sync EDGEJOBS['CRON']; running the stored "
                              "schedules")
-            self._reset_connection()
+            reset_connection(self.store.alias)
             return {}
         if done["created"] or done["updated"]:
             logger.info("cron: declared schedules created: %s; updated: %s",
@@ -166,12 +167,6 @@ class Scheduler:
             self._last_prune = now
             self.cron.prune_ticks(conf.KEEP_EVENTS_DAYS)
 
-    def _reset_connection(self) -> None:
-        """Drop a connection that may be broken (not inside a caller's transaction)."""
-        connection = connections[self.store.alias]
-        if not connection.in_atomic_block:
-            connection.close()
-
     # -- a process that only schedules ------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
@@ -183,7 +178,7 @@ class Scheduler:
                 self.run_once()
             except Exception:
                 logger.exception("scheduler pass failed")
-                self._reset_connection()
+                reset_connection(self.store.alias)
             stop.wait(self.interval)
         connections.close_all()
         logger.info("scheduler: stopped")

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import (
@@ -29,9 +28,11 @@ from ..conf import get_settings
 from ..registry import get_registry
 from ..store import Finish, get_store
 from .context import JobContext
+from .db import reset_connection, with_connections_closed
 from .executor import exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
 from .listener import CommitWatcher, Listener
+from .outcomes import send_outcome_signal, send_robust
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class Worker:
     def _run_attempt(self, entry: InFlight, *, timer: bool = False) -> Finish:
         job, ctx = entry.job, entry.ctx
         if signals.job_started.has_listeners():
-            _send_robust(signals.job_started, job)
+            send_robust(signals.job_started, job)
         finished = threading.Event()
         if timer and job.timeout:
             threading.Thread(target=_watch_deadline, args=(ctx, finished), daemon=True).start()
@@ -199,7 +200,7 @@ class Worker:
             ok = outcome.job_id in accepted
             log_outcome(entry.job, outcome, duration, ok)
             if ok:
-                _send_outcome_signal(entry.job, outcome)
+                send_outcome_signal(entry.job, outcome)
 
     def _finish_retrying(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         backoff = 0.1
@@ -209,7 +210,7 @@ class Worker:
             except (OperationalError, InterfaceError) as exc:  # connection lost, lock timeout
                 logger.warning("cannot write %d outcome(s) (%s); retrying in %.1fs",
                                len(outcomes), exc, backoff)
-                _reset_connection(self.store.alias)
+                reset_connection(self.store.alias)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -256,8 +257,7 @@ class Worker:
             self.listener = Listener(self.store.alias, self.queues, self._wake.set,
                                      self._services_stop)
             self._spawn("listener", self.listener.run)
-        elif (connections[self.store.alias].vendor == "sqlite"
-              and get_settings().SQLITE_WATCH_INTERVAL > 0):
+        elif self.store.watches_commits and get_settings().SQLITE_WATCH_INTERVAL > 0:
             watcher = CommitWatcher(self.store.alias)
 
             def watch() -> None:
@@ -275,7 +275,7 @@ class Worker:
             self._spawn("watcher", run)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(target=_with_connections_closed(target),
+        thread = threading.Thread(target=with_connections_closed(target),
                                   name=f"edgejobs-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -288,7 +288,7 @@ class Worker:
                     fn()
                 except Exception:
                     logger.exception("%s failed", getattr(fn, "__qualname__", fn))
-                    _reset_connection(self.store.alias)
+                    reset_connection(self.store.alias)
                 self._services_stop.wait(interval)
 
         return loop
@@ -340,7 +340,7 @@ class Worker:
                 except DatabaseError as exc:
                     backoff = min(max(backoff * 2, 0.2), 5.0)
                     logger.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
-                    _reset_connection(self.store.alias)
+                    reset_connection(self.store.alias)
                     self._stopping.wait(backoff)
                     continue
                 self._dispatch(claimed)
@@ -538,68 +538,3 @@ def _watch_deadline(ctx: JobContext, finished: threading.Event) -> None:
             continue
         if ctx.deadline_reached():
             return
-
-
-def _send_robust(signal: Any, job: Job, **kwargs: Any) -> None:
-    """Send a signal; a receiver that raises is logged and never stops the worker."""
-    for receiver, result in signal.send_robust(sender=job.__class__, job=job, **kwargs):
-        if isinstance(result, Exception):
-            logger.error("job=%s: a signal receiver (%r) raised %r", job.id, receiver, result,
-                         exc_info=result)
-
-
-def _apply(job: Job, outcome: Finish) -> None:
-    """Bring the in-memory job up to date with a stored outcome (for signal receivers)."""
-    from django.utils import timezone
-
-    now = timezone.now()
-    job.lease_token, job.lease_owner, job.updated_at = None, "", now
-    if outcome.kind == "completed":
-        job.status, job.result, job.completed_at = "completed", outcome.result, now
-    elif outcome.kind in ("retry", "failed"):
-        job.last_error, job.error_history = outcome.error, outcome.error_history
-        job.status = "pending" if outcome.kind == "retry" else "failed"
-        if outcome.kind == "retry":
-            job.run_at = now + timedelta(seconds=outcome.delay)
-        else:
-            job.completed_at = now
-    elif outcome.kind == "waiting":
-        job.status, job.attempts, job.wait_token = "waiting", job.attempts - 1, outcome.wait_token
-        job.run_at = outcome.until or now
-    elif outcome.kind == "released":
-        job.status, job.attempts = "pending", job.attempts - 1
-
-
-def _send_outcome_signal(job: Job, outcome: Finish) -> None:
-    _apply(job, outcome)
-    if outcome.kind == "completed":
-        signal, kwargs = signals.job_completed, {"result": outcome.result}
-    elif outcome.kind == "retry":
-        signal, kwargs = signals.job_retried, {"error": outcome.error, "delay": outcome.delay}
-    elif outcome.kind == "failed":
-        signal, kwargs = signals.job_failed, {"error": outcome.error}
-    else:
-        return
-    if signal.has_listeners():
-        _send_robust(signal, job, **kwargs)
-
-
-def _reset_connection(alias: str) -> None:
-    """Drop a connection that may be broken; the next query opens a new one."""
-    conn = connections[alias]
-    try:
-        if conn.in_atomic_block:
-            return
-        conn.close()
-    except Exception:  # pragma: no cover - closing a broken connection
-        conn.connection = None
-
-
-def _with_connections_closed(target: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            target()
-        finally:
-            connections.close_all()
-
-    return run

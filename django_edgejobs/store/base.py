@@ -69,6 +69,9 @@ class Store:
 
     #: Whether enqueue sends a notification that wakes listening workers.
     supports_notify = False
+    #: Another connection's commit can be seen without a query of the job table (SQLite's
+    #: ``PRAGMA data_version``: the worker's ``CommitWatcher``).
+    watches_commits = False
 
     def __init__(self, alias: str):
         self.alias = alias

@@ -19,6 +19,7 @@ from .rows import job_columns, job_values, jobs_from_rows
 
 class SQLiteStore(Store):
     bulk_complete = True
+    watches_commits = True
     #: The database's clock, as Django stores datetimes (``%`` doubled: used with parameters).
     now_sql = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"
 

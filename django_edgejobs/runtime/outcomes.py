@@ -1,0 +1,60 @@
+"""Tell signal receivers what became of a job: the in-memory job is first brought up to date
+with the outcome the worker stored, and a receiver that raises never stops the worker."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .. import signals
+from ..store import Finish
+
+if TYPE_CHECKING:
+    from ..models import Job
+
+logger = logging.getLogger("django_edgejobs.worker")
+
+
+def send_robust(signal: Any, job: Job, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged and never stops the worker."""
+    for receiver, result in signal.send_robust(sender=job.__class__, job=job, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("job=%s: a signal receiver (%r) raised %r", job.id, receiver, result,
+                         exc_info=result)
+
+
+def _apply(job: Job, outcome: Finish) -> None:
+    """Bring the in-memory job up to date with a stored outcome (for signal receivers)."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    job.lease_token, job.lease_owner, job.updated_at = None, "", now
+    if outcome.kind == "completed":
+        job.status, job.result, job.completed_at = "completed", outcome.result, now
+    elif outcome.kind in ("retry", "failed"):
+        job.last_error, job.error_history = outcome.error, outcome.error_history
+        job.status = "pending" if outcome.kind == "retry" else "failed"
+        if outcome.kind == "retry":
+            job.run_at = now + timedelta(seconds=outcome.delay)
+        else:
+            job.completed_at = now
+    elif outcome.kind == "waiting":
+        job.status, job.attempts, job.wait_token = "waiting", job.attempts - 1, outcome.wait_token
+        job.run_at = outcome.until or now
+    elif outcome.kind == "released":
+        job.status, job.attempts = "pending", job.attempts - 1
+
+
+def send_outcome_signal(job: Job, outcome: Finish) -> None:
+    _apply(job, outcome)
+    if outcome.kind == "completed":
+        signal, kwargs = signals.job_completed, {"result": outcome.result}
+    elif outcome.kind == "retry":
+        signal, kwargs = signals.job_retried, {"error": outcome.error, "delay": outcome.delay}
+    elif outcome.kind == "failed":
+        signal, kwargs = signals.job_failed, {"error": outcome.error}
+    else:
+        return
+    if signal.has_listeners():
+        send_robust(signal, job, **kwargs)
