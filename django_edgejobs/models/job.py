@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Now
 from django.utils import timezone
+
+from .clock import Now
 
 
 class JobStatus(models.TextChoices):

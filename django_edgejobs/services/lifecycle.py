@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models.functions import Now
 
 from .. import signals
+from ..models.clock import Now
 from . import validation as v
 from .jobs import check_tag_mode, filter_tags, parse_job_id
 

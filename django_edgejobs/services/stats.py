@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Min
-from django.db.models.functions import Now
 
 from ..conf import get_settings
+from ..models.clock import Now
 
 #: The count keys of every queue in ``queue_stats()``, in a stable order.
 COUNT_KEYS = ("pending", "due", "waiting", "processing", "completed", "failed", "cancelled")

@@ -9,10 +9,10 @@ from typing import Any
 
 from django.core import signing
 from django.db import transaction
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..conf import get_settings
+from ..models.clock import Now
 from . import validation as v
 
 SALT = "django_edgejobs.token-callback"

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..models import Job, JobEvent, JobStatus, WaitToken, Worker
+from ..models.clock import Now
 
 logger = logging.getLogger("django_edgejobs.store")
 

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Now
 
 from ..models import CronOutcome, CronSchedule, CronTick, Job
+from ..models.clock import Now
 from ..models.job import ACTIVE_STATUSES
 from .base import Store
 

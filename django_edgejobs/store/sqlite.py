@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Job, JobEvent
+from ..models.clock import sqlite_now
 from .base import Finish, Store
 from .rows import job_columns, job_values, jobs_from_rows
 
@@ -20,11 +21,11 @@ from .rows import job_columns, job_values, jobs_from_rows
 class SQLiteStore(Store):
     bulk_complete = True
     watches_commits = True
-    #: The database's clock, as Django stores datetimes (``%`` doubled: used with parameters).
-    now_sql = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"
 
     def db_now(self) -> datetime:
-        """SQLite is embedded: its clock is this host's clock, read without a query."""
+        """SQLite is embedded: its clock is this host's clock, read without a query. The SQL
+        here binds it as a parameter (``sqlite_now``) at full precision: SQLite's own clock
+        has milliseconds, the times Django writes microseconds (see ``models.clock``)."""
         return datetime.now(UTC)
 
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
@@ -37,30 +38,26 @@ class SQLiteStore(Store):
         # ``limit`` of each by index and then the best of those, instead of letting SQLite
         # read and sort every due job of those queues. 'pending' is written as a literal so
         # the planner can use the partial index.
-        # SQLite's clock has milliseconds, the stored times microseconds: as text,
-        # '…05.123456' sorts after '…05.123', so a job due within the current millisecond
-        # would wait for the next one. Pad the clock to microseconds: due within it is due.
         # ``+run_at``: not a range the index may use. With statistics saying the jobs share a
         # queue and a priority (ANALYZE after one enqueue_many), SQLite preferred a skip-scan
         # on run_at and sorted every due job; the claim index's order is what stops the scan.
-        now = f"({self.now_sql} || '999')"
-        due = (f"status = 'pending' AND +run_at <= {now} "
-               f"AND (expires_at IS NULL OR expires_at > {now})")
+        due = ("status = 'pending' AND +run_at <= %s "
+               "AND (expires_at IS NULL OR expires_at > %s)")
         per_queue = (f'SELECT * FROM (SELECT id, priority, run_at FROM "{table}" '
                      f"WHERE queue = %s AND {due} ORDER BY priority DESC, run_at LIMIT %s)")
         picked = ("SELECT id FROM (" + " UNION ALL ".join([per_queue] * len(queues))
                   + ") ORDER BY priority DESC, run_at LIMIT %s")
-        picked_params = [*(p for q in queues for p in (q, limit)), limit]
         sql = (
             f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, lease_owner = %s, '
-            f"lease_token = %s, started_at = {self.now_sql}, updated_at = {self.now_sql} "
+            f"lease_token = %s, started_at = %s, updated_at = %s "
             f"WHERE id IN ({picked}) RETURNING {job_columns()}"
         )
 
         def run() -> list[Job]:
             token = uuid.uuid4()
+            now = sqlite_now(self.connection)
             params = ["processing", owner, token_field.get_db_prep_value(token, self.connection),
-                      *picked_params]
+                      now, now, *(p for q in queues for p in (q, now, now, limit)), limit]
             with transaction.atomic(using=self.alias):
                 with self.connection.cursor() as cursor:
                     cursor.execute(sql, params)
@@ -97,13 +94,14 @@ class SQLiteStore(Store):
         sql = (
             f"WITH v (id, token, result) AS (VALUES {rows}) "
             f'UPDATE "{table}" SET status = %s, result = v.result, '
-            f"completed_at = {self.now_sql}, updated_at = {self.now_sql}, "
+            "completed_at = %s, updated_at = %s, "
             "lease_token = NULL, lease_owner = '' FROM v "
             f'WHERE "{table}".id = v.id AND "{table}".lease_token = v.token '
             f'AND "{table}".status = %s RETURNING "{table}".id, "{table}".attempts'
         )
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, [*params, "completed", "processing"])
+            now = sqlite_now(self.connection)
+            cursor.execute(sql, [*params, "completed", now, now, "processing"])
             done = [(uuid.UUID(row[0]), row[1]) for row in cursor.fetchall()]
         self._events((job_id, "completed", {"attempt": attempt}) for job_id, attempt in done)
         return {job_id for job_id, _ in done}

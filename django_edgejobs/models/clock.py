@@ -1,0 +1,29 @@
+"""The database's clock, at the precision Django stores times in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import functions
+from django.utils import timezone
+
+
+class Now(functions.Now):
+    """``Now()`` with microseconds on every database.
+
+    Django's ``Now()`` on SQLite is ``STRFTIME(…, 'NOW')``: milliseconds, while the times
+    Django writes from Python have microseconds. Mixed, a time written by SQL can sort before
+    one written a moment earlier from Python (``'…05.123'`` < ``'…05.123456'``): a job
+    finished before it started, a just-enqueued job not yet due. SQLite is embedded, so its
+    clock *is* this host's clock: the moment is read here, at full precision, and bound as a
+    parameter (one moment per statement, as SQLite's own ``'now'`` is). PostgreSQL keeps
+    ``STATEMENT_TIMESTAMP()`` (microseconds, the server's clock).
+    """
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list]:
+        return "%s", [sqlite_now(connection)]
+
+
+def sqlite_now(connection: Any) -> str:
+    """This moment as SQLite stores a datetime (naive UTC text with microseconds)."""
+    return connection.ops.adapt_datetimefield_value(timezone.now())
