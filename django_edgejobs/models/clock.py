@@ -20,8 +20,9 @@ class Now(functions.Now):
     ``STATEMENT_TIMESTAMP()`` (microseconds, the server's clock).
     """
 
-    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list]:
-        return "%s", [sqlite_now(connection)]
+    def as_sqlite(self, compiler: Any, connection: Any,
+                  **extra_context: Any) -> tuple[str, tuple[str, ...]]:
+        return "%s", (sqlite_now(connection),)
 
 
 def sqlite_now(connection: Any) -> str:

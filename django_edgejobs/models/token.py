@@ -1,14 +1,48 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+from .clock import Now
 
 
 def new_token_id() -> str:
     return "tok_" + secrets.token_urlsafe(18)
+
+
+def resume_jobs_of_deleted(using: str, tokens: list[tuple[str, uuid.UUID]]) -> None:
+    """A deleted token can never be answered: the job waiting for it resumes now (no attempt
+    used), and its handler's ``wait_for_token`` returns ``TokenResult(ok=False,
+    error="token … was deleted")``. ``tokens``: (token id, job id) of the deleted tokens that
+    were waiting."""
+    from .event import JobEvent
+    from .job import Job, JobStatus
+
+    resumed = []
+    for token_id, job_id in tokens:
+        if Job.objects.using(using).filter(
+                id=job_id, status=JobStatus.WAITING, wait_token=token_id).update(
+                status=JobStatus.PENDING, run_at=Now(), wait_token="", updated_at=Now()):
+            resumed.append(JobEvent(job_id=job_id, type=JobEvent.Kind.RESUMED,
+                                    data={"token": token_id, "reason": "deleted"}))
+    JobEvent.objects.using(using).bulk_create(resumed)
+
+
+class WaitTokenQuerySet(models.QuerySet["WaitToken"]):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete the tokens and resume the jobs that waited for them (the admin's bulk delete
+        and ``WaitToken.objects.filter(...).delete()`` both come here). Deleting a job deletes
+        its tokens without this: nothing is left to resume."""
+        with transaction.atomic(using=self.db):
+            waiting = list(self.filter(status=WaitToken.Status.WAITING)
+                           .values_list("id", "job_id"))
+            result = super().delete()
+            resume_jobs_of_deleted(self.db, waiting)
+        return result
 
 
 class WaitToken(models.Model):
@@ -29,6 +63,8 @@ class WaitToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WaitTokenQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -38,6 +74,19 @@ class WaitToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+    def delete(self, using: str | None = None, keep_parents: bool = False
+               ) -> tuple[int, dict[str, int]]:
+        """Delete the token; a job waiting for it resumes (see ``WaitTokenQuerySet.delete``)."""
+        using = using or self._state.db or "default"
+        token_id = self.pk  # Django clears it once deleted
+        with transaction.atomic(using=using):
+            status = (type(self).objects.using(using).filter(pk=token_id)
+                      .values_list("status", flat=True).first())
+            result = super().delete(using=using, keep_parents=keep_parents)
+            if status == self.Status.WAITING:
+                resume_jobs_of_deleted(using, [(token_id, self.job_id)])
+        return result
 
     def callback_path(self) -> str:
         """The signed URL path that completes this token with a POST (see ``urls.py``)."""

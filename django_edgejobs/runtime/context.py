@@ -222,7 +222,9 @@ class JobContext:
         self._tokens += 1
         key = f"{RESERVED}token:{self._tokens}"
         if key in self.steps:
-            return blocking(WaitToken.objects.get, id=self.steps[key])
+            token = blocking(WaitToken.objects.filter(id=self.steps[key]).first)
+            # A deleted token: the same id, never to be answered (wait_for_token says so).
+            return token or WaitToken(id=self.steps[key], job_id=self.job_id)
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         if timeout is not None and (isinstance(timeout, bool) or
@@ -246,6 +248,8 @@ class JobContext:
 
         token_id = getattr(token_id, "id", token_id)
         token = blocking(self._store.check_token, token_id)
+        if token is None and token_id in self._own_tokens():
+            return TokenResult(ok=False, error=f"token {token_id} was deleted")
         if token is None or token.job_id != self.job_id:
             raise StepError(f"wait_for_token: {token_id!r} is not a token of this job")
         if token.status == WaitToken.Status.COMPLETED:
@@ -253,6 +257,11 @@ class JobContext:
         if token.status == WaitToken.Status.TIMED_OUT:
             return TokenResult(ok=False, error=f"token {token_id} timed out")
         raise Wait(until=token.timeout_at, token=token_id)
+
+    def _own_tokens(self) -> set[str]:
+        """The ids of the tokens this job created (recorded in its steps)."""
+        prefix = f"{RESERVED}token:"
+        return {v for k, v in self.steps.items() if k.startswith(prefix) and isinstance(v, str)}
 
     def __repr__(self) -> str:
         return f"<JobContext {self.type} {self.job_id} attempt {self.attempt}/{self.max_attempts}>"

@@ -72,15 +72,7 @@ def _change(job_ids: list, allowed: tuple[str, ...], changes: dict[str, Any], ev
 
 def cancel_job(job_id: Any) -> bool:
     """Cancel a pending or waiting job. False when it is in any other state or unknown."""
-    from ..models import JobStatus
-
-    parsed = parse_job_id(job_id)
-    if parsed is None:
-        return False
-    changed = _change([parsed], (JobStatus.PENDING, JobStatus.WAITING),
-                      {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
-    _after_commit(signals.job_cancelled, changed)
-    return bool(changed)
+    return bool(cancel_jobs([job_id]))
 
 
 def cancel_all_upcoming(type: str | None = None, queue: str | None = None,
@@ -96,31 +88,12 @@ def cancel_all_upcoming(type: str | None = None, queue: str | None = None,
         qs = qs.filter(queue=queue)
     if tags is not None:
         qs = filter_tags(qs, tags, tag_mode)
-    total = 0
-    ids = list(qs.values_list("id", flat=True))
-    for start in range(0, len(ids), 500):
-        changed = _change(ids[start:start + 500], (JobStatus.PENDING, JobStatus.WAITING),
-                          {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
-        _after_commit(signals.job_cancelled, changed)
-        total += len(changed)
-    return total
+    return len(cancel_jobs(list(qs.values_list("id", flat=True))))
 
 
 def retry_job(job_id: Any) -> bool:
     """Put a failed or cancelled job back to pending, due now, with a fresh attempt budget."""
-    from ..models import JobStatus
-
-    parsed = parse_job_id(job_id)
-    if parsed is None:
-        return False
-    changed = _change(
-        [parsed], (JobStatus.FAILED, JobStatus.CANCELLED),
-        {"status": JobStatus.PENDING, "run_at": Now(), "attempts": 0, "completed_at": None,
-         "progress": None, "expires_at": None},  # a retry asked for now: an expiry is over
-        "retried", {"by": "retry_job"}, wake=True,
-    )
-    _after_commit(signals.job_retried, changed, error=None, delay=0)
-    return bool(changed)
+    return bool(retry_jobs([job_id]))
 
 
 def _check_schema(job_id: Any, payload: Any, *, where: str) -> Any:
@@ -200,7 +173,8 @@ def _batches(job_ids: Any) -> list[list]:
 
 
 def cancel_jobs(job_ids: Any) -> list:
-    """``cancel_job`` for many ids, 500 per transaction; returns the ids cancelled."""
+    """Cancel many pending or waiting jobs, 500 per transaction; returns the ids cancelled.
+    ``cancel_job`` and ``cancel_all_upcoming`` are this applied to one id / to a filter."""
     from ..models import JobStatus
 
     done: list = []
@@ -213,7 +187,9 @@ def cancel_jobs(job_ids: Any) -> list:
 
 
 def retry_jobs(job_ids: Any) -> list:
-    """``retry_job`` for many ids, 500 per transaction; returns the ids put back."""
+    """Put many failed or cancelled jobs back to pending, due now, with a fresh attempt
+    budget, 500 per transaction; returns the ids put back. ``retry_job`` is this applied to
+    one id (the admin's Retry action and ``retry_job`` must not drift apart)."""
     from ..models import JobStatus
 
     done: list = []
@@ -221,7 +197,7 @@ def retry_jobs(job_ids: Any) -> list:
         changed = _change(
             chunk, (JobStatus.FAILED, JobStatus.CANCELLED),
             {"status": JobStatus.PENDING, "run_at": Now(), "attempts": 0, "completed_at": None,
-             "progress": None},
+             "progress": None, "expires_at": None},  # a retry asked for now: an expiry is over
             "retried", {"by": "retry_job"}, wake=True,
         )
         _after_commit(signals.job_retried, changed, error=None, delay=0)

@@ -13,6 +13,7 @@ from django_edgejobs.models import Job, JobStatus
 from django_edgejobs.runtime.worker import Worker
 from django_edgejobs.services.lifecycle import (
     cancel_jobs,
+    retry_job,
     retry_jobs,
     run_job_now,
     run_jobs_now,
@@ -128,3 +129,24 @@ def test_batch_helpers_handle_more_than_one_batch(register):
         assert len(retry_jobs([j.id for j in jobs])) == 3
     finally:
         lifecycle.BATCH = old
+
+
+@pytest.mark.parametrize("retry", [lambda job: retry_job(job.id), lambda job: retry_jobs([job.id]),
+                                   lambda job: retry_jobs([job.id, uuid.uuid4()])],
+                         ids=["retry_job", "retry_jobs-one", "retry_jobs-many"])
+def test_retrying_an_expired_job_clears_its_expiry_in_single_and_bulk_form(register, retry):
+    """The admin's Retry action (retry_jobs) once kept expires_at, which retry_job clears: the
+    next expiry pass cancelled the retried job again."""
+    from django_edgejobs.store import get_store
+
+    register("t.a")
+    job = enqueue("t.a", expires=60)
+    Job.objects.filter(id=job.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert get_store().expire_jobs() == [job.id]
+    assert get_job(job.id).status == "cancelled"
+    retry(job)
+    job = get_job(job.id)
+    assert job.status == "pending" and job.expires_at is None and job.attempts == 0
+    assert get_store().expire_jobs() == []
+    assert run() == 1
+    assert get_job(job.id).status == "completed"
