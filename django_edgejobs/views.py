@@ -23,7 +23,8 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 @require_POST
 def complete_token_view(request: HttpRequest, signed: str) -> JsonResponse:
     """POST a JSON body (the token's output; empty means null) to the signed URL."""
-    from .services.tokens import complete_token, read_signed
+    from .models.token import read_signed
+    from .services.tokens import complete_token
 
     limit = get_settings().TOKEN_CALLBACK_MAX_BYTES
     try:

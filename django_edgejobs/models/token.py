@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 
+from django.core import signing
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .clock import Now
+
+#: The salt of a token's signed callback value (``SECRET_KEY`` signs it).
+SALT = "django_edgejobs.token-callback"
 
 
 def new_token_id() -> str:
@@ -90,6 +95,29 @@ class WaitToken(models.Model):
 
     def callback_path(self) -> str:
         """The signed URL path that completes this token with a POST (see ``urls.py``)."""
-        from ..services.tokens import callback_path
-
         return callback_path(self)
+
+
+def signed_value(token: WaitToken) -> str:
+    """The signed part of a token's callback URL: its id and expiry, signed with SALT."""
+    expires = int(token.timeout_at.timestamp()) if token.timeout_at else None
+    return signing.dumps({"t": token.id, "e": expires}, salt=SALT, compress=True)
+
+
+def callback_path(token: WaitToken) -> str:
+    from django.urls import reverse  # the URLconf may import models: resolve it when asked
+
+    return reverse("django_edgejobs:token-callback", args=[signed_value(token)])
+
+
+def read_signed(value: str, now: datetime | None = None) -> str:
+    """The token id in a signed callback value; raises ``signing.BadSignature`` or
+    ``signing.SignatureExpired``."""
+    data = signing.loads(value, salt=SALT)
+    if not isinstance(data, dict) or not isinstance(data.get("t"), str):
+        raise signing.BadSignature("malformed token signature")
+    expires = data.get("e")
+    now = now or timezone.now()
+    if expires is not None and now.timestamp() > expires:
+        raise signing.SignatureExpired("this link expired with its token")
+    return data["t"]

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from django.core import signing
 from django.db import transaction
-from django.utils import timezone
 
 from ..conf import get_settings
 from ..models.clock import Now
 from . import validation as v
-
-SALT = "django_edgejobs.token-callback"
 
 
 @dataclass(frozen=True)
@@ -83,27 +78,3 @@ def expire_timed_out_tokens() -> int:
         total += done
         if done < 500:
             return total
-
-
-def signed_value(token) -> str:
-    expires = int(token.timeout_at.timestamp()) if token.timeout_at else None
-    return signing.dumps({"t": token.id, "e": expires}, salt=SALT, compress=True)
-
-
-def callback_path(token) -> str:
-    from django.urls import reverse
-
-    return reverse("django_edgejobs:token-callback", args=[signed_value(token)])
-
-
-def read_signed(value: str, now: datetime | None = None) -> str:
-    """The token id in a signed callback value; raises ``signing.BadSignature`` or
-    ``signing.SignatureExpired``."""
-    data = signing.loads(value, salt=SALT)
-    if not isinstance(data, dict) or not isinstance(data.get("t"), str):
-        raise signing.BadSignature("malformed token signature")
-    expires = data.get("e")
-    now = now or timezone.now()
-    if expires is not None and now.timestamp() > expires:
-        raise signing.SignatureExpired("this link expired with its token")
-    return data["t"]

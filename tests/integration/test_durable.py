@@ -22,9 +22,9 @@ from django_edgejobs import (
     get_token,
 )
 from django_edgejobs.models import Job, WaitToken
+from django_edgejobs.models.token import read_signed
 from django_edgejobs.runtime.supervisor import Supervisor
 from django_edgejobs.runtime.worker import Worker
-from django_edgejobs.services.tokens import read_signed
 from django_edgejobs.store import get_store
 
 pytestmark = pytest.mark.django_db
