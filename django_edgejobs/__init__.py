@@ -14,7 +14,7 @@ from .exceptions import EdgeJobsError, InvalidPayload, PermanentError, Retry, Un
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
-    "job": "registry",
+    "job": "handlers",
     "enqueue": "services.enqueue",
     "enqueue_many": "services.enqueue",
     "enqueue_on_commit": "services.enqueue",
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .registry import job
+    from .handlers import job
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
     from .services.enqueue import enqueue, enqueue_many, enqueue_on_commit
     from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from django_edgejobs.registry import JobHandler, JobType, get_registry
+from django_edgejobs.handlers import JobHandler
+from django_edgejobs.registry import JobType, get_registry
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,7 +12,8 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
 from django_edgejobs import UnknownJobType, job
-from django_edgejobs.registry import JobHandler, JobType, Registry, get_registry
+from django_edgejobs.handlers import JobHandler
+from django_edgejobs.registry import JobType, Registry, get_registry
 
 
 def send_email(payload: dict, ctx: Any) -> dict:

@@ -1,0 +1,157 @@
+"""``@job`` and what it returns: a ``JobHandler`` (the function, plus ``.enqueue()`` and the
+Celery-style calling API). The registry it fills is ``registry.py``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Never
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .registry import JobType, get_registry
+
+if TYPE_CHECKING:
+    from .models import Job
+
+
+class JobHandler:
+    """What ``@job`` returns: the function, still callable, plus ``.enqueue()``."""
+
+    def __init__(self, job_type: JobType):
+        self.job_type = job_type
+        self.type = job_type.name
+        functools.update_wrapper(self, job_type.func)
+        if job_type.is_async:
+            inspect.markcoroutinefunction(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_type.func(*args, **kwargs)
+
+    # The services are imported when called: ``from django_edgejobs import job`` must work
+    # in a jobs.py loaded before the app registry is ready (no models, no settings).
+
+    def enqueue(self, payload: Any = None, **options: Any) -> Job:
+        from .services.enqueue import enqueue
+
+        return enqueue(self.type, payload, **options)
+
+    def enqueue_on_commit(self, payload: Any = None, *, using: str | None = None,
+                          **options: Any) -> Job:
+        from .services.enqueue import enqueue_on_commit
+
+        return enqueue_on_commit(self.type, payload, using=using, **options)
+
+    # -- the Celery-style calling API (see docs/howto/migrate-from-celery.md) -------------
+    # Typed like celery-types' ``Task.delay``/``apply_async`` for the options that map, and
+    # narrower where Celery's do not: a payload is keyword arguments (no positional args), and
+    # options without an equivalent are refused, by mypy (``Never``) and at run time.
+
+    def delay(self, /, *args: Never, **payload: Any) -> Job:
+        """``enqueue(type, payload)`` with the payload given as keyword arguments."""
+        if args:
+            raise TypeError(f"{self.type}.delay() takes the payload as keyword arguments only "
+                            f"(a job's payload is a dict), got {len(args)} positional")
+        return self.enqueue(payload)
+
+    def apply_async(
+        self,
+        args: tuple[()] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_backoff: bool | None = None,
+        retry_delay_max: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        tags: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        **unsupported: Never,
+    ) -> Job:
+        """Celery's ``apply_async``: ``kwargs`` is the payload; ``countdown`` is ``delay``,
+        ``eta`` is ``run_at``; ``expires`` (seconds, timedelta or aware datetime): a job not
+        started by then is cancelled instead of run. This app's own options are accepted too.
+        """
+        if unsupported:
+            names = ", ".join(sorted(unsupported))
+            raise TypeError(f"{self.type}.apply_async(): Celery option(s) {names} have no "
+                            "equivalent here (see docs/howto/migrate-from-celery.md)")
+        if args:
+            raise TypeError(f"{self.type}.apply_async(): positional args are not supported: "
+                            "a job's payload is a dict, pass kwargs={...}")
+        if countdown is not None and eta is not None:
+            raise ValueError(f"{self.type}.apply_async(): pass countdown or eta, not both")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"{self.type}.apply_async(): kwargs must be a dict, got "
+                            f"{type(kwargs).__name__}")
+        options = {
+            "delay": countdown, "run_at": eta, "expires": expires, "queue": queue,
+            "priority": priority, "max_attempts": max_attempts, "max_retries": max_retries,
+            "retry_delay": retry_delay, "retry_backoff": retry_backoff,
+            "retry_delay_max": retry_delay_max, "timeout": timeout,
+            "tags": list(tags) if tags is not None and not isinstance(tags, str) else tags,
+            "idempotency_key": idempotency_key,
+        }
+        payload = dict(kwargs) if kwargs is not None else {}
+        return self.enqueue(payload, **{k: v for k, v in options.items() if v is not None})
+
+    def __repr__(self) -> str:
+        return f"<JobHandler {self.type!r} -> {self.job_type.origin}>"
+
+
+
+def job(
+    type: str,
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    max_attempts: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: bool | None = None,
+    retry_delay_max: float | None = None,
+    timeout: float | None = None,
+    force_kill: bool = False,
+    schema: Any = None,
+) -> Callable[[Callable[..., Any]], JobHandler]:
+    """Register a handler ``fn(payload, ctx)`` for jobs of ``type``.
+
+    The options are the defaults of jobs of that type; ``enqueue`` may override them.
+    ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
+    before each attempt; the handler then receives an instance of a dataclass or model schema
+    (a TypedDict payload stays a dict)."""
+    from .services.validation import MAX_TYPE_LENGTH, validate_options
+    if not isinstance(type, str) or not type.strip():
+        raise ImproperlyConfigured(f"@job needs a non-empty string type, got {type!r}")
+    if len(type) > MAX_TYPE_LENGTH or "\x00" in type:
+        raise ImproperlyConfigured(
+            f"@job type names have at most {MAX_TYPE_LENGTH} characters and no NUL: {type[:50]!r}")
+    options = validate_options(
+        {
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "retry_delay": retry_delay,
+            "retry_backoff": retry_backoff,
+            "retry_delay_max": retry_delay_max,
+            "timeout": timeout,
+        },
+        where=f"@job({type!r})",
+    )
+
+    def decorate(func: Callable[..., Any]) -> JobHandler:
+        if not callable(func):
+            raise ImproperlyConfigured(f"@job({type!r}) must decorate a function")
+        job_type = JobType(name=type, func=func, force_kill=bool(force_kill), schema=schema,
+                           **options)
+        get_registry().register(job_type)
+        return JobHandler(job_type)
+
+    return decorate
