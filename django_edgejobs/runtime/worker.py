@@ -27,11 +27,11 @@ from .. import signals
 from ..conf import get_settings
 from ..registry import get_registry
 from ..store import Finish, get_store
+from ..store.wakeups import CommitWatcher, Listener
 from .context import JobContext
 from .db import reset_connection, with_connections_closed
 from .executor import exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
-from .listener import CommitWatcher, Listener
 from .outcomes import send_outcome_signal, send_robust
 from .supervisor import Supervisor
 

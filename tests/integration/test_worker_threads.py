@@ -346,7 +346,7 @@ def test_a_reused_worker_id_gives_back_what_its_predecessor_left(register):
 def test_the_commit_watcher_sees_commits_of_other_connections(vendor: str,
                                                               register: Any) -> None:
     """SQLite's wake-up: ``run_once`` is True once after another connection commits."""
-    from django_edgejobs.runtime.listener import CommitWatcher
+    from django_edgejobs.store.wakeups import CommitWatcher
 
     if vendor != "sqlite":
         pytest.skip("SQLite only")

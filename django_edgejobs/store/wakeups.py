@@ -1,4 +1,7 @@
-"""Wake the worker when jobs may have arrived: PostgreSQL notifies, SQLite is watched."""
+"""Wake the worker when jobs may have arrived: PostgreSQL notifies, SQLite is watched.
+
+Vendor SQL, so it lives with the store: ``LISTEN`` on PostgreSQL, ``PRAGMA data_version`` on
+SQLite. The runtime starts these threads and knows nothing of either statement."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class Listener:
         import psycopg
         from django.db import connections
 
-        from ..store.postgres import CHANNEL
+        from .postgres import CHANNEL
 
         params = connections[self.alias].get_connection_params()
         for key in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
