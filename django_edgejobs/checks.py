@@ -57,7 +57,8 @@ _NON_NEGATIVE_INT = ("BATCH_SIZE", "MAX_ERROR_HISTORY")
 _POSITIVE_SECONDS = ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_TIMEOUT",
                      "SUPERVISOR_INTERVAL", "PRUNE_INTERVAL")
 _NON_NEGATIVE_NUMBER = ("SHUTDOWN_TIMEOUT", "DEFAULT_RETRY_DELAY", "DEFAULT_RETRY_DELAY_MAX",
-                        "KEEP_FINISHED_DAYS", "KEEP_EVENTS_DAYS", "SQLITE_WATCH_INTERVAL")
+                        "KEEP_FINISHED_DAYS", "KEEP_EVENTS_DAYS", "SQLITE_WATCH_INTERVAL",
+                        "UNKNOWN_TYPE_GRACE")
 _HINTS = {
     "QUEUES": "For example ['default', 'emails'].",
     "DEFAULT_RETRY_BACKOFF": "True or False.",
@@ -98,6 +99,7 @@ _CRON_HINT = ("Each entry: {'cron': '0 9 * * 1-5', 'type': 'app.job', 'payload':
 @register(Tags.compatibility)
 def check_cron(app_configs: Any = None, **kwargs: Any) -> list:
     """EDGEJOBS["CRON"]: each entry must be a schedule add_cron would accept."""
+    from . import crontimes
     from .registry import get_registry
     from .services import schedules
 
@@ -117,12 +119,12 @@ def check_cron(app_configs: Any = None, **kwargs: Any) -> list:
             continue
         found = len(problems)
         try:
-            schedules.parse_expression(entry.get("cron"), where=where)
+            crontimes.parse_expression(entry.get("cron"), where=where)
         except ValueError as exc:
             problems.append(Error(str(exc), hint="5 fields (minute hour day-of-month month "
                                   "day-of-week), or 6 with seconds last.", id="edgejobs.E011"))
         try:
-            schedules.get_zone(entry.get("timezone", "UTC"), where=where)
+            crontimes.get_zone(entry.get("timezone", "UTC"), where=where)
         except ValueError as exc:
             problems.append(Error(str(exc), hint="An IANA zone name, as zoneinfo knows it.",
                                   id="edgejobs.E012"))
@@ -227,3 +229,80 @@ def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> lis
 def check_edge_caches(app_configs: Any = None, **kwargs: Any) -> list:
     caches = getattr(settings, "CACHES", None)
     return edge_cache_problems(caches) if isinstance(caches, dict) else []
+
+
+# -- jobs no handler here can run ------------------------------------------------------------
+
+#: How many unknown types W003 names; the rest are counted.
+UNKNOWN_TYPES_SHOWN = 5
+
+
+def queued_type_counts(alias: str) -> list[tuple[str, int]]:
+    """(type, count) of the pending and waiting jobs: one GROUP BY over those rows, which the
+    (status, completed_at) index finds without reading finished jobs."""
+    from contextlib import nullcontext
+
+    from django.db import connections, transaction
+    from django.db.models import CharField, Count, F, Func
+
+    from .models import Job, JobStatus
+
+    connection = connections[alias]
+    # SQLite would rather walk the whole (type, created_at) index, finished jobs included,
+    # than sort a few groups: grouping by an expression of the type leaves it the status index.
+    group: Any = (Func(F("type"), template="(%(expressions)s || '')", output_field=CharField())
+                  if connection.vendor == "sqlite" else F("type"))
+    qs = (Job.objects.using(alias).filter(status__in=(JobStatus.PENDING, JobStatus.WAITING))
+          .order_by().annotate(queued_type=group).values_list("queued_type")
+          .annotate(n=Count("*")))
+    # Inside a caller's transaction, a savepoint keeps a failed query (tables not migrated)
+    # from breaking it; outside, no transaction (on SQLite it could take the write lock).
+    with transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext():
+        return list(qs)
+
+
+def unknown_type_problems(counts: list[tuple[str, int]], registry: Any) -> list:
+    """W003: queued jobs whose type this process has no handler for."""
+    from .conf import get_settings
+
+    unknown = sorted(((t, n) for t, n in counts if t not in registry), key=lambda r: (-r[1], r[0]))
+    if not unknown:
+        return []
+    named = ", ".join(f"{t!r} ({n})" for t, n in unknown[:UNKNOWN_TYPES_SHOWN])
+    more = len(unknown) - UNKNOWN_TYPES_SHOWN
+    if more > 0:
+        named += f" and {more} more type(s)"
+    total = sum(n for _, n in unknown)
+    grace = get_settings().UNKNOWN_TYPE_GRACE
+    grace_text = f" ({grace:g} s)" if _is_number(grace) else ""  # else E005 reports it
+    return [Warning(
+        f"{total} pending or waiting job(s) have a type with no handler registered in this "
+        f"process: {named}",
+        hint="During a rolling deploy this passes once the new code runs everywhere: a worker "
+             "without the handler hands such a job back, and fails it "
+             f"EDGEJOBS['UNKNOWN_TYPE_GRACE']{grace_text} after "
+             "its creation. Otherwise register the type with @job in an installed app's "
+             "jobs.py, or cancel the jobs.",
+        id="edgejobs.W003",
+    )]
+
+
+@register(Tags.database)
+def check_unknown_job_types(app_configs: Any = None, databases: Any = None,
+                            **kwargs: Any) -> list:
+    """W003, a database check: Django runs it for ``check --database <alias>`` and ``migrate``
+    only. Skipped when the jobs' database is not among those, not reachable or not migrated."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, router
+
+    from .models import Job
+    from .registry import get_registry
+
+    alias = router.db_for_write(Job) or "default"
+    if not databases or alias not in databases:
+        return []
+    try:
+        counts = queued_type_counts(alias)
+    except (DatabaseError, ImproperlyConfigured):
+        return []
+    return unknown_type_problems(counts, get_registry())

@@ -31,6 +31,9 @@ class EdgeJobsSettings:
     PRUNE_INTERVAL: float = 3600
     TOKEN_CALLBACK_MAX_BYTES: int = 65_536
     MAX_ERROR_HISTORY: int = 25
+    #: Seconds from a job's creation during which a worker without a handler for its type
+    #: hands it back (no attempt used) for a worker that has one; after it, the job fails.
+    UNKNOWN_TYPE_GRACE: float = 600
     CRON: dict[str, Any] = field(default_factory=dict)
     REDACT_KEYS: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
     #: PostgreSQL: prepare the hot-path statements (enqueue, claim, completion) on the server.

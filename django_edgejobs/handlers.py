@@ -127,12 +127,13 @@ def job(
     ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
     before each attempt; the handler then receives an instance of a dataclass or model schema
     (a TypedDict payload stays a dict)."""
-    from .services.validation import MAX_TYPE_LENGTH, validate_options
+    from .services.validation import MAX_TYPE_LENGTH, lone_surrogate, validate_options
     if not isinstance(type, str) or not type.strip():
         raise ImproperlyConfigured(f"@job needs a non-empty string type, got {type!r}")
-    if len(type) > MAX_TYPE_LENGTH or "\x00" in type:
+    if len(type) > MAX_TYPE_LENGTH or "\x00" in type or lone_surrogate(type):
         raise ImproperlyConfigured(
-            f"@job type names have at most {MAX_TYPE_LENGTH} characters and no NUL: {type[:50]!r}")
+            f"@job type names have at most {MAX_TYPE_LENGTH} characters, no NUL and no lone "
+            f"surrogate: {type[:50]!r}")
     options = validate_options(
         {
             "queue": queue,

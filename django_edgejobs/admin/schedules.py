@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from ..crontimes import get_zone, parse_expression
 from ..models import CronSchedule, CronTick
 from ..services import schedules as services
 from .base import GuardedActionsMixin, UrlInputMixin, log_change
@@ -52,13 +53,13 @@ class CronScheduleForm(forms.ModelForm):
 
     def clean_cron(self) -> str:
         try:
-            return services.parse_expression(self.cleaned_data.get("cron"), where="expression")
+            return parse_expression(self.cleaned_data.get("cron"), where="expression")
         except ValueError as exc:
             raise forms.ValidationError(_message(exc)) from None
 
     def clean_timezone(self) -> str:
         try:
-            return services.get_zone(self.cleaned_data.get("timezone"), where="time zone").key
+            return get_zone(self.cleaned_data.get("timezone"), where="time zone").key
         except ValueError as exc:
             raise forms.ValidationError(_message(exc)) from None
 
@@ -223,11 +224,16 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
         names = list(queryset.values_list("name", flat=True)[:100])
         for name in names:
             try:
-                job = services.trigger_cron(name)
+                job, started = services.run_now(name)
             except ValueError as exc:  # e.g. its job type is no longer registered
                 self.message_user(request, f"{name}: {exc}", messages.ERROR)
                 continue
             url = reverse("admin:django_edgejobs_job_change", args=[job.pk])
+            if not started:  # allow_overlap=False and a run is still active
+                self.message_user(request, format_html(
+                    '{}: not started: its previous run <a href="{}">{}</a> is still {} '
+                    "(allow_overlap is off).", name, url, job.pk, job.status), messages.WARNING)
+                continue
             log_change(request, CronSchedule.objects.filter(name=name),
                        f"Run now (admin action): job {job.pk}")
             self.message_user(request, format_html('{}: enqueued job <a href="{}">{}</a>.',

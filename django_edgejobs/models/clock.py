@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import functions
-from django.utils import timezone
 
 
 class Now(functions.Now):
@@ -26,5 +26,6 @@ class Now(functions.Now):
 
 
 def sqlite_now(connection: Any) -> str:
-    """This moment as SQLite stores a datetime (naive UTC text with microseconds)."""
-    return connection.ops.adapt_datetimefield_value(timezone.now())
+    """This moment as SQLite stores a datetime (naive UTC text with microseconds): the host's
+    clock, read as ``SQLiteStore.db_now`` reads it (USE_TZ is required, check E003)."""
+    return connection.ops.adapt_datetimefield_value(datetime.now(UTC))

@@ -15,8 +15,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
 
+from ..crontimes import CronTimes
+
 if TYPE_CHECKING:
-    from ..services.schedules import CronTimes
     from .job import Job
 
 
@@ -84,8 +85,6 @@ class CronSchedule(models.Model):
     @property
     def times(self) -> CronTimes:
         """The fire-time calculator of this schedule's expression and zone."""
-        from ..services.schedules import CronTimes
-
         return CronTimes.parse(self.cron, self.timezone, where=f"cron {self.name!r}")
 
     def describe(self) -> str:

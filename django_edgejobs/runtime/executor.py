@@ -9,6 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from ..exceptions import PermanentError, Retry, UnknownJobType, Wait
 from ..services.retry import retry_delay
@@ -18,17 +19,26 @@ from .forcekill import RemoteError
 
 if TYPE_CHECKING:
     from ..models import Job
-    from ..registry import Registry
+    from ..registry import JobType, Registry
     from .context import JobContext
 
 logger = logging.getLogger("django_edgejobs.worker")
 
 MAX_TRACEBACK = 20_000
 
+#: A job whose type has no handler here is handed back for a tenth of its age, within these
+#: bounds (seconds): soon while it is young (a worker that has the handler may be starting),
+#: less and less often as it ages, so old workers do not claim it over and over.
+UNKNOWN_TYPE_DELAY_MIN = 1.0
+UNKNOWN_TYPE_DELAY_MAX = 30.0
+
 
 def printable(text: str) -> str:
-    """Error text as the database can store it (PostgreSQL text refuses NUL)."""
-    return text.replace("\x00", "\\x00")
+    """Error text as the database can store it: PostgreSQL text refuses NUL, and no database
+    stores a lone surrogate (``os.fsdecode`` of a non-UTF-8 file name), so each is written
+    as its escape (``\\x00``, ``\\udcff``) instead of failing the write."""
+    text = text.replace("\x00", "\\x00")
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _describe(exc: BaseException) -> str:
@@ -47,6 +57,10 @@ def call_handler(registry: Registry, job: Job, ctx: JobContext) -> Any:
         raise UnknownJobType(
             f"no handler is registered for job type {job.type!r} in this worker"
         )
+    return run_handler(job_type, job, ctx)
+
+
+def run_handler(job_type: JobType, job: Job, ctx: JobContext) -> Any:
     # A payload that no longer matches the type's schema raises InvalidStoredPayload, a
     # PermanentError: the same payload would fail every retry.
     payload = job_type.load_payload(job.payload)
@@ -78,6 +92,34 @@ def failure(job: Job, ctx: JobContext, error: str, tb: str, *, exception: str,
                               "delay": round(retry_after, 3)}, **base)
 
 
+def unknown_type(job: Job, ctx: JobContext) -> Finish:
+    """The outcome for a job whose type has no handler in this worker (a rolling deploy: the
+    job was enqueued by newer code). Within ``UNKNOWN_TYPE_GRACE`` of its creation the job is
+    released, its attempt given back and its run time pushed a little, for a worker that has
+    the handler; after it, the job fails for good."""
+    from ..conf import get_settings
+
+    grace = float(get_settings().UNKNOWN_TYPE_GRACE)
+    # Both on the database's clock where the store writes it: the claim stamps started_at.
+    now = job.started_at or timezone.now()
+    age = max((now - job.created_at).total_seconds(), 0.0)
+    if age >= grace:
+        error = (f"UnknownJobType: no worker has registered a handler for job type "
+                 f"{job.type!r} within UNKNOWN_TYPE_GRACE ({grace:g} s) of its creation")
+        return failure(job, ctx, error, "", exception=exception_path(UnknownJobType()),
+                       permanent=True)
+    left = grace - age
+    delay = min(max(age / 10, UNKNOWN_TYPE_DELAY_MIN), UNKNOWN_TYPE_DELAY_MAX, left)
+    error = (f"UnknownJobType: no handler is registered for job type {job.type!r} in worker "
+             f"{job.lease_owner}; released for a worker that has one (the job fails if none "
+             f"runs it within UNKNOWN_TYPE_GRACE, {left:.0f} s from now)")
+    return Finish(job_id=job.id, lease_token=job.lease_token,  # type: ignore[arg-type]
+                  kind="released", attempt=job.attempts, delay=delay, error=error,
+                  event_data={"attempt": job.attempts, "reason": "unknown_type",
+                              "worker": job.lease_owner, "delay": round(delay, 3),
+                              "grace_left": round(left, 3)})
+
+
 def timeout_failure(job: Job, ctx: JobContext) -> Finish:
     limit = f"its timeout of {job.timeout:g}s" if job.timeout else "its deadline"
     error = f"TimeoutError: attempt {job.attempts} exceeded {limit}"
@@ -92,9 +134,12 @@ def execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
 
 
 def _execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
+    job_type = registry.get(job.type)
+    if job_type is None:
+        return unknown_type(job, ctx)
     ctx.begin()
     try:
-        result = check_result(call_handler(registry, job, ctx))
+        result = check_result(run_handler(job_type, job, ctx))
     except Wait as wait:
         return Finish(job_id=job.id, lease_token=job.lease_token,  # type: ignore[arg-type]
                       kind="waiting", attempt=job.attempts, until=wait.until,
@@ -102,7 +147,7 @@ def _execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
                       event_data={"attempt": job.attempts, "token": wait.token or None,
                                   "until": wait.until.isoformat() if wait.until else None})
     except Retry as exc:
-        return failure(job, ctx, f"Retry: {exc}", "", exception="django_edgejobs.Retry",
+        return failure(job, ctx, printable(f"Retry: {exc}"), "", exception="django_edgejobs.Retry",
                        retry_after=exc.delay)
     except RemoteError as exc:  # raised in a force_kill child: keep its own text
         if ctx.timed_out:
@@ -135,7 +180,7 @@ def _execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
 def log_outcome(job: Job, outcome: Finish, duration: float, accepted: bool) -> None:
     shown = outcome.kind if accepted else f"{outcome.kind} (refused: lease lost)"
     extra = f" error={outcome.error!r}" if outcome.error else ""
-    if outcome.kind == "retry":
+    if outcome.kind == "retry" or (outcome.kind == "released" and outcome.delay):
         extra += f" retry_in={outcome.delay:.1f}s"
     quiet = outcome.kind in ("completed", "waiting", "released")
     level = logging.INFO if quiet and accepted else logging.WARNING

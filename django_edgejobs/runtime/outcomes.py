@@ -44,6 +44,9 @@ def _apply(job: Job, outcome: Finish) -> None:
         job.run_at = outcome.until or now
     elif outcome.kind == "released":
         job.status, job.attempts = "pending", job.attempts - 1
+        job.run_at = now + timedelta(seconds=outcome.delay)
+        if outcome.error:
+            job.last_error = outcome.error
 
 
 def send_outcome_signal(job: Job, outcome: Finish) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ..conf import get_settings
+from ..crontimes import CronTimes
 from ..models import CronOutcome
 from ..services import schedules
 from ..store import get_store
@@ -52,7 +53,7 @@ class Scheduler:
         self.prune_interval = prune_interval
         self.store = get_store()
         self.cron = CronStore(self.store)
-        self._times: dict[tuple[str, str], schedules.CronTimes] = {}
+        self._times: dict[tuple[str, str], CronTimes] = {}
         self._reported: dict[int, datetime] = {}
         self._last_prune: float | None = None
 
@@ -95,7 +96,7 @@ class Scheduler:
         key = (schedule.cron, schedule.timezone)
         times = self._times.get(key)
         if times is None:
-            times = self._times[key] = schedules.CronTimes.parse(*key)
+            times = self._times[key] = CronTimes.parse(*key)
         tick = times.prev(now)
         if tick is None or tick < schedule.active_since:
             return None
@@ -128,7 +129,8 @@ class Scheduler:
             with transaction.atomic(using=self.store.alias):
                 outcome, reason = CronOutcome.ERROR, error
                 if job is not None:
-                    active = None if schedule.allow_overlap else self.cron.active_run(schedule)
+                    active = (None if schedule.allow_overlap  # locked: trigger_cron waits
+                              else self.cron.active_run(schedule, lock=True))
                     outcome, reason = ((CronOutcome.SKIPPED,
                                         f"the previous run {active.id} is {active.status}")
                                        if active else (CronOutcome.ENQUEUED, ""))

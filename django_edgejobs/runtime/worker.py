@@ -57,8 +57,9 @@ def default_worker_id() -> str:
 class InFlight:
     job: Job
     ctx: JobContext
-    #: Set once an outcome is decided (by the handler, the deadline, lease loss or shutdown);
-    #: whoever sets it owns the outcome, later ones are dropped.
+    #: Set once an outcome is decided (by the handler, lease loss or shutdown); whoever sets
+    #: it owns the outcome, later ones are dropped. A deadline does not settle: a timed-out
+    #: thread keeps its job until it returns (see ``_check_deadlines``).
     settled: bool = False
     abandoned: bool = False
     begun: bool = False
@@ -358,7 +359,8 @@ class Worker:
         now = time.monotonic()
         with self._lock:
             for entry in self._inflight.values():
-                if entry.ctx.deadline is not None and not entry.settled:
+                if (entry.ctx.deadline is not None and not entry.settled
+                        and not entry.ctx.timed_out):
                     wait = min(wait, max(entry.ctx.deadline - now, 0.0) + 0.001)
         return wait
 
@@ -406,7 +408,7 @@ class Worker:
                 return  # a replacement slot already took this thread's place
 
     def _settle(self, entry: InFlight, outcome: Finish | None, *, free_slot: bool) -> None:
-        """Decide an entry's outcome from outside its slot thread (deadline, lease, shutdown).
+        """Decide an entry's outcome from outside its slot thread (lease loss, shutdown).
 
         With ``free_slot`` the entry stops counting against capacity at once; if its handler
         is running, that thread is abandoned and a new slot thread takes its place."""
@@ -429,21 +431,33 @@ class Worker:
             self._spawn("slot", self._slot_loop)  # the old thread leaves when its handler ends
 
     def _check_deadlines(self) -> None:
+        """Mark the attempts past their deadline timed out: ``ctx.timed_out`` and
+        ``ctx.cancelled`` are set. No outcome is decided here. A thread cannot be stopped, so
+        a timed-out attempt keeps its job (``processing``, under its lease, heart-beaten) and
+        its slot until the handler returns; its slot then writes the timeout failure, and
+        only then can the retry start: two copies of a job never run at once. A ``force_kill``
+        handler's slot kills the child when it sees ``ctx.cancelled`` and returns at once."""
         now = time.monotonic()
         with self._lock:
             late = [e for e in self._inflight.values()
-                    if not e.settled and e.ctx.deadline is not None and now >= e.ctx.deadline]
+                    if not e.settled and not e.ctx.timed_out
+                    and e.ctx.deadline is not None and now >= e.ctx.deadline]
         for entry in late:
             try:
                 if entry.ctx.deadline is None or not entry.ctx.deadline_reached():
                     continue  # an on_timeout callback extended the deadline
             except Exception:  # never let one job's deadline stop the worker
                 logger.exception("job=%s: deadline handling failed", entry.job.id)
-            logger.warning("job=%s exceeded its timeout of %gs; failing the attempt",
-                           entry.job.id, entry.job.timeout)
-            outcome = timeout_failure(entry.job, entry.ctx)
-            outcome.events = list(entry.ctx.events)
-            self._settle(entry, outcome, free_slot=True)
+                entry.ctx.expire()
+            job, job_type = entry.job, self.registry.get(entry.job.type)
+            limit = f"its timeout of {job.timeout:g}s" if job.timeout else "its deadline"
+            if job_type is not None and job_type.force_kill:
+                logger.warning("job=%s exceeded %s; killing its child process", job.id, limit)
+            else:
+                logger.warning("job=%s exceeded %s; the thread cannot be stopped: the job stays "
+                               "processing and its retry waits until the handler returns "
+                               "(it should stop at ctx.cancelled; force_kill=True on the job "
+                               "type kills it at the deadline)", job.id, limit)
 
     def _leases(self) -> dict[uuid.UUID, uuid.UUID]:
         with self._lock:
@@ -502,6 +516,13 @@ class Worker:
         with self._lock:
             unfinished = [e for e in self._inflight.values() if not e.settled]
         for entry in unfinished:
+            if entry.ctx.timed_out:  # its attempt is used: record the timeout, do not release
+                logger.warning("job=%s: its timed-out handler is still running at shutdown; "
+                               "recording the timeout", entry.job.id)
+                outcome = timeout_failure(entry.job, entry.ctx)
+                outcome.events = list(entry.ctx.events)
+                self._settle(entry, outcome, free_slot=False)
+                continue
             logger.warning("job=%s did not finish within the shutdown timeout; releasing it",
                            entry.job.id)
             self._release(entry, "shutdown")

@@ -19,6 +19,30 @@ MAX_INT = 2**31 - 1
 MAX_PAYLOAD_DEPTH = 500
 
 _NUL = "which PostgreSQL cannot store"
+_SURROGATE = "which UTF-8 cannot encode (e.g. os.fsdecode of a non-UTF-8 file name)"
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate (U+D800 to U+DFFF) in ``text`` as ``'\\udcff'``, or None.
+    Python strings may hold one; UTF-8, and so every database, cannot."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
+
+
+def _text(name: str, value: str, *, where: str) -> str:
+    """A name-like string (queue, tag, key) the database can store: no NUL, no surrogate."""
+    if "\x00" in value:
+        raise ValueError(f"{where}: {name} cannot contain a NUL character: {value!r}")
+    bad = lone_surrogate(value)
+    if bad:
+        raise ValueError(f"{where}: {name} contains a lone surrogate {bad}, {_SURROGATE}: "
+                         f"{value!r}")
+    return value
 
 
 def _number(name: str, value: Any, *, where: str, minimum: float = 0,
@@ -54,7 +78,7 @@ def validate_type(name: Any, *, where: str) -> str:
         raise ValueError(f"{where}: job type must be a non-empty string, got {name!r}")
     if len(name) > MAX_TYPE_LENGTH:
         raise ValueError(f"{where}: job type is longer than {MAX_TYPE_LENGTH} characters")
-    return name
+    return _text("job type", name, where=where)
 
 
 def validate_queue(queue: Any, *, where: str) -> str:
@@ -62,9 +86,7 @@ def validate_queue(queue: Any, *, where: str) -> str:
         raise ValueError(f"{where}: queue must be a non-empty string, got {queue!r}")
     if len(queue) > MAX_QUEUE_LENGTH:
         raise ValueError(f"{where}: queue name is longer than {MAX_QUEUE_LENGTH} characters")
-    if "\x00" in queue:
-        raise ValueError(f"{where}: queue cannot contain a NUL character: {queue!r}")
-    return queue
+    return _text("queue", queue, where=where)
 
 
 def validate_tags(tags: Any, *, where: str) -> list[str]:
@@ -78,8 +100,7 @@ def validate_tags(tags: Any, *, where: str) -> list[str]:
             raise ValueError(f"{where}: tags must be strings, got {tag!r} ({type(tag).__name__})")
         if not tag or len(tag) > MAX_TAG_LENGTH:
             raise ValueError(f"{where}: a tag must have 1 to {MAX_TAG_LENGTH} characters: {tag!r}")
-        if "\x00" in tag:
-            raise ValueError(f"{where}: a tag cannot contain a NUL character: {tag!r}")
+        _text("a tag", tag, where=where)
         if tag not in out:
             out.append(tag)
     return out
@@ -174,9 +195,7 @@ def validate_idempotency_key(key: Any, *, where: str) -> str | None:
         raise ValueError(f"{where}: idempotency_key must be a non-empty string, got {key!r}")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"{where}: idempotency_key is longer than {MAX_KEY_LENGTH} characters")
-    if "\x00" in key:
-        raise ValueError(f"{where}: idempotency_key cannot contain a NUL character: {key!r}")
-    return key
+    return _text("idempotency_key", key, where=where)
 
 
 def _path(parts: list[str | int]) -> str:
@@ -193,7 +212,10 @@ def _find_unserialisable(value: Any, parts: list[str | int],
         return None
     if isinstance(value, str):
         # json.dumps writes U+0000 as the escape \u0000, which PostgreSQL's jsonb refuses.
-        return f"{_path(parts)} contains a NUL character, {_NUL}" if "\x00" in value else None
+        if "\x00" in value:
+            return f"{_path(parts)} contains a NUL character, {_NUL}"
+        bad = lone_surrogate(value)
+        return f"{_path(parts)} contains a lone surrogate {bad}, {_SURROGATE}" if bad else None
     if isinstance(value, float):
         if math.isfinite(value):
             return None
@@ -216,6 +238,10 @@ def _find_unserialisable(value: Any, parts: list[str | int],
                     )
                 if "\x00" in key:
                     return f"{_path(parts)} has a key {key!r} with a NUL character, {_NUL}"
+                bad = lone_surrogate(key)
+                if bad:
+                    return (f"{_path(parts)} has a key {key!r} with a lone surrogate {bad}, "
+                            f"{_SURROGATE}")
                 found = _find_unserialisable(item, [*parts, key], active)
                 if found:
                     return found

@@ -43,7 +43,8 @@ class Finish:
     """The outcome of one attempt, to be written under the attempt's lease.
 
     ``kind``: completed, retry (back to pending after ``delay`` s), failed, released (handed
-    back without using the attempt, e.g. at shutdown), waiting (suspended until ``until`` or
+    back without using the attempt, e.g. at shutdown; due again after ``delay`` s, with
+    ``error`` as last_error when set), waiting (suspended until ``until`` or
     until ``wait_token`` is resolved, without using the attempt).
     """
 
@@ -100,10 +101,14 @@ class Store:
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
 
-    def db_now(self):
-        """The database's clock."""
+    def db_now(self) -> datetime:
+        """The database's clock, as the package's ``Now()`` reads it: the statement's moment at
+        full precision (``SELECT CURRENT_TIMESTAMP`` is whole seconds on SQLite and the
+        transaction's start on PostgreSQL, so moments counted from it came out early)."""
+        compiler = Job.objects.using(self.alias).none().query.get_compiler(self.alias)
+        sql, params = compiler.compile(Now())
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT " + self.now_sql, [])
+            cursor.execute("SELECT " + sql, list(params))
             value = cursor.fetchone()[0]
         if isinstance(value, str):
             from django.utils.dateparse import parse_datetime
@@ -244,8 +249,9 @@ class Store:
     # -- claim ----------------------------------------------------------------------------
 
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
-        """Take up to ``limit`` due pending jobs: processing, attempt counted, leased to owner."""
-        if limit <= 0:
+        """Take up to ``limit`` due pending jobs of ``queues``: processing, attempt counted,
+        leased to owner. No queues: nothing to take."""
+        if limit <= 0 or not queues:
             return []
 
         def run() -> list[Job]:
@@ -334,19 +340,23 @@ class Store:
     def complete(self, job: Job, result: Any = None) -> bool:
         """Mark a claimed job completed under its lease."""
         return job.id in self.finish([Finish(job.id, job.lease_token, "completed",  # type: ignore[arg-type]
-                                             result=result, attempt=job.attempts)])
+                                             result=result, attempt=job.attempts,
+                                             event_data={"attempt": job.attempts})])
 
     def fail(self, job: Job, error: str, traceback: str = "") -> bool:
         """Mark a claimed job failed (no further attempts) under its lease."""
         history = append_error(job.error_history, job.attempts, error, traceback)
         return job.id in self.finish([Finish(job.id, job.lease_token, "failed",  # type: ignore[arg-type]
                                              error=error, traceback=traceback,
-                                             attempt=job.attempts, error_history=history)])
+                                             attempt=job.attempts, error_history=history,
+                                             event_data={"attempt": job.attempts, "error": error,
+                                                         "permanent": True})])
 
     def release(self, job: Job) -> bool:
         """Hand a claimed job back to pending without using its attempt."""
         return job.id in self.finish([Finish(job.id, job.lease_token, "released",  # type: ignore[arg-type]
-                                             attempt=job.attempts)])
+                                             attempt=job.attempts,
+                                             event_data={"attempt": job.attempts})])
 
     def _finish_changes(self, o: Finish) -> dict[str, Any]:
         changes: dict[str, Any] = {"lease_token": None, "updated_at": Now()}
@@ -365,8 +375,11 @@ class Store:
             if o.steps is not None:
                 changes["steps"] = o.steps
         elif o.kind == "released":
+            # ``delay``: due again that much later (a type this worker has no handler for).
             changes.update(status=JobStatus.PENDING, attempts=F("attempts") - 1, lease_owner="",
-                           run_at=Now())
+                           run_at=Now() + timedelta(seconds=o.delay) if o.delay else Now())
+            if o.error:
+                changes["last_error"] = o.error
         else:  # pragma: no cover - programming error
             raise ValueError(f"unknown outcome kind {o.kind!r}")
         return changes
@@ -603,7 +616,9 @@ class Store:
                        .values_list("id", flat=True)[:batch])
             if not ids:
                 return total
-            total += Job.objects.using(self.alias).filter(id__in=ids).delete()[0]
+            # Count the jobs, not the wait tokens deleted with them.
+            total += Job.objects.using(self.alias).filter(id__in=ids).delete()[1].get(
+                Job._meta.label, 0)
 
     def prune_events(self, days: float, batch: int = 5000) -> int:
         total = 0

@@ -33,8 +33,21 @@ class CronStore:
     def enabled_schedules(self) -> list[CronSchedule]:
         return list(CronSchedule.objects.using(self.alias).filter(enabled=True).order_by("id"))
 
-    def active_run(self, schedule: CronSchedule) -> Job | None:
-        """A pending, waiting or processing job of this schedule (a tick's or a trigger's)."""
+    def lock(self, schedule: CronSchedule) -> bool:
+        """Hold the schedule row's write lock until the transaction ends; False if the row is
+        gone. A no-op UPDATE, so it locks on every database (SQLite: the write lock, at once,
+        with no read-then-upgrade). Taken before an overlap check, it makes the check and the
+        enqueue after it one step: two runs of a schedule (ticks or triggers) cannot both
+        find no active run."""
+        return bool(CronSchedule.objects.using(self.alias).filter(pk=schedule.pk)
+                    .update(updated_at=F("updated_at")))
+
+    def active_run(self, schedule: CronSchedule, *, lock: bool = False) -> Job | None:
+        """A pending, waiting or processing job of this schedule (a tick's or a trigger's).
+
+        ``lock``: take the schedule row's lock first (see ``lock``)."""
+        if lock:
+            self.lock(schedule)
         sql, params = self.store.tag_condition([cron_tag(schedule.name)], "all")
         return (Job.objects.using(self.alias)
                 .filter(type=schedule.type, status__in=ACTIVE_STATUSES)

@@ -243,27 +243,27 @@ class PostgresStore(Store):
     def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         """One statement: the rows (fenced by their leases) and their ``completed`` events."""
         job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
-        ids, tokens, results, attempts = [], [], [], []
+        ids, tokens, results, events = [], [], [], []
         for o in outcomes:
             ids.append(o.job_id)
             tokens.append(o.lease_token)
             results.append(None if o.result is None else json.dumps(
                 o.result, allow_nan=False, ensure_ascii=False))
-            attempts.append(o.attempt)
+            events.append(json.dumps(o.event_data))
         sql = (
-            "WITH v (id, token, result, attempt) AS (SELECT * FROM "
-            "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::int[])), "
+            "WITH v (id, token, result, event) AS (SELECT * FROM "
+            "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])), "
             f'u AS (UPDATE "{job_table}" AS t SET status = \'completed\', '
             "result = v.result::jsonb, "
             "completed_at = statement_timestamp(), updated_at = statement_timestamp(), "
             "lease_token = NULL, lease_owner = '' FROM v "
             "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
-            "RETURNING t.id, v.attempt) "
+            "RETURNING t.id, v.event) "
             f'INSERT INTO "{event_table}" (job_id, type, data, created_at) '
-            "SELECT id, 'completed', jsonb_build_object('attempt', attempt), "
-            "statement_timestamp() FROM u RETURNING job_id"
+            "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u "
+            "RETURNING job_id"
         )
-        return {row[0] for row in self._bound(sql, [ids, tokens, results, attempts])}
+        return {row[0] for row in self._bound(sql, [ids, tokens, results, events])}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
         import json

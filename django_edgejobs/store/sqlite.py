@@ -29,7 +29,7 @@ class SQLiteStore(Store):
         return datetime.now(UTC)
 
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
-        if limit <= 0:
+        if limit <= 0 or not queues:
             return []
         table = Job._meta.db_table
         token_field = Job._meta.get_field("lease_token")
@@ -97,14 +97,17 @@ class SQLiteStore(Store):
             "completed_at = %s, updated_at = %s, "
             "lease_token = NULL, lease_owner = '' FROM v "
             f'WHERE "{table}".id = v.id AND "{table}".lease_token = v.token '
-            f'AND "{table}".status = %s RETURNING "{table}".id, "{table}".attempts'
+            f'AND "{table}".status = %s RETURNING "{table}".id'
         )
         with self.connection.cursor() as cursor:
             now = sqlite_now(self.connection)
             cursor.execute(sql, [*params, "completed", now, now, "processing"])
-            done = [(uuid.UUID(row[0]), row[1]) for row in cursor.fetchall()]
-        self._events((job_id, "completed", {"attempt": attempt}) for job_id, attempt in done)
-        return {job_id for job_id, _ in done}
+            done = {uuid.UUID(row[0]) for row in cursor.fetchall()}
+        first: dict[uuid.UUID, Finish] = {}
+        for o in outcomes:  # the same outcome twice in a batch completes (and logs) once
+            first.setdefault(o.job_id, o)
+        self._events((job_id, "completed", first[job_id].event_data) for job_id in done)
+        return done
 
     def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]) -> None:
         """One INSERT, without building ``JobEvent`` instances (``bulk_create`` cost more than

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.checks import run_checks
@@ -434,3 +435,125 @@ def test_a_worker_runs_the_scheduler_and_the_jobs(register):
     runs = sorted(j.run_at for j in Job.objects.filter(status="completed"))
     assert len(runs) >= 2 and all(r.microsecond == 0 for r in runs)
     assert len(set(runs)) == len(runs)
+
+
+# -- trigger_cron and allow_overlap ---------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["pending", "waiting", "processing"])
+def test_trigger_cron_starts_no_second_run_while_the_previous_one_is_active(handler, status):
+    add_cron("solo", "0 0 1 1 *", handler, {"n": 1}, enabled=False)  # paused or not
+    first = trigger_cron("solo")
+    Job.objects.filter(id=first.id).update(status=status)
+    again = trigger_cron("solo")  # returns the run that is still active, whole
+    assert isinstance(again, Job) and again.id == first.id
+    assert (again.status, again.payload, again.tags) == (status, {"n": 1}, ["cron:solo"])
+    assert [j.id for j in jobs_of("solo")] == [first.id]
+    schedule = CronSchedule.objects.get(name="solo")
+    assert (schedule.last_job_id, schedule.last_outcome) == (first.id, "triggered")
+    Job.objects.filter(id=first.id).update(status="completed")
+    second = trigger_cron("solo")
+    assert second.id != first.id and second.status == "pending"
+    assert len(jobs_of("solo")) == 2
+    assert CronSchedule.objects.get(name="solo").last_job_id == second.id
+
+
+def test_trigger_cron_counts_a_ticks_run_as_the_previous_run(handler):
+    add_cron("ticked", "* * * * *", handler)
+    backdate("ticked")
+    assert Scheduler().run_once(now=T0) == {"enqueued": 1}
+    [tick_job] = jobs_of("ticked")
+    assert trigger_cron("ticked").id == tick_job.id
+    assert len(jobs_of("ticked")) == 1
+
+
+def test_trigger_cron_with_allow_overlap_always_starts_a_run(handler):
+    add_cron("many", "* * * * *", handler, allow_overlap=True)
+    assert len({trigger_cron("many").id for _ in range(3)}) == 3 == len(jobs_of("many"))
+
+
+def test_trigger_cron_reports_whether_it_started_a_run(handler):
+    from django_edgejobs.services.schedules import run_now
+
+    add_cron("told", "0 0 1 1 *", handler)
+    job, started = run_now("told")
+    assert started is True
+    assert run_now("told") == (job, False)
+
+
+def _slow_overlap_checks(monkeypatch, seconds: float = 0.2) -> None:
+    """Make every overlap check linger after its query, so that without a lock around check
+    and write, concurrent callers would all find no active run."""
+    import time
+
+    check = CronStore.active_run
+
+    def slow(self, schedule, **kwargs):
+        found = check(self, schedule, **kwargs)
+        time.sleep(seconds)
+        return found
+
+    monkeypatch.setattr(CronStore, "active_run", slow)
+
+
+def _race(*calls: Any) -> list:
+    """Run the calls at once on threads (own connections); return their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run(call: Any) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(call())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_triggers_start_one_run(handler, monkeypatch):
+    add_cron("busy", "0 0 1 1 *", handler)
+    _slow_overlap_checks(monkeypatch)
+    ids = _race(*[lambda: trigger_cron("busy").id] * 4)
+    [job] = jobs_of("busy")
+    assert ids == [job.id] * 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trigger_and_a_tick_racing_start_one_run(handler, monkeypatch):
+    add_cron("both", "* * * * *", handler)
+    backdate("both")
+    _slow_overlap_checks(monkeypatch)
+    results = _race(lambda: Scheduler().run_once(now=T0), lambda: trigger_cron("both"))
+    [job] = jobs_of("both")
+    outcome = next(r for r in results if isinstance(r, dict))
+    triggered = next(r for r in results if isinstance(r, Job))
+    assert triggered.id == job.id
+    assert outcome in ({"enqueued": 1}, {"skipped": 1})
+
+
+def test_admin_run_now_says_when_the_previous_run_is_still_active(handler, admin_client):
+    from django.contrib.admin.models import LogEntry
+    from django.urls import reverse
+
+    schedule = add_cron("adm", "0 0 1 1 *", handler)
+    url = reverse("admin:django_edgejobs_cronschedule_changelist")
+    data = {"action": "run_now_selected", "index": "0", "_selected_action": [str(schedule.pk)]}
+    first = [str(m) for m in admin_client.post(url, data, follow=True).context["messages"]]
+    [job] = jobs_of("adm")
+    assert first == [f'adm: enqueued job <a href="{reverse(
+        "admin:django_edgejobs_job_change", args=[job.pk])}">{job.pk}</a>.']
+    second = [str(m) for m in admin_client.post(url, data, follow=True).context["messages"]]
+    assert len(second) == 1 and "adm: not started: its previous run" in second[0]
+    assert f">{job.pk}</a> is still pending (allow_overlap is off)" in second[0]
+    assert len(jobs_of("adm")) == 1
+    assert LogEntry.objects.filter(change_message__startswith="Run now").count() == 1

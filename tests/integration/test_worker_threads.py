@@ -95,10 +95,14 @@ def test_jobs_run_concurrently_up_to_the_concurrency(register):
     assert statuses(*jobs) == ["completed"] * 6
 
 
-def test_a_hung_handler_is_failed_at_its_deadline_and_its_slot_replaced(register):
+def test_a_hung_handler_keeps_its_job_and_slot_until_it_returns_then_fails(register):
+    # A thread cannot be stopped: past its deadline the job stays processing and its slot
+    # busy until the handler returns (tests/integration/test_timeout_overlap.py has more).
     stop_hung = threading.Event()
+    contexts = []
 
     def hung(payload, ctx):
+        contexts.append(ctx)
         stop_hung.wait(30)  # ignores ctx.cancelled on purpose
 
     register("t.hung", hung)
@@ -106,10 +110,15 @@ def test_a_hung_handler_is_failed_at_its_deadline_and_its_slot_replaced(register
     slow = enqueue("t.hung", timeout=0.3, max_attempts=1)
     try:
         with Background(Worker(["default"], concurrency=1, poll_interval=0.05)):
-            wait_for(lambda: get_job(slow.id).status == "failed", message="timeout failure")
+            wait_for(lambda: contexts and contexts[0].cancelled.is_set(),
+                     message="the deadline noticed")
             quick = enqueue("t.quick")
+            time.sleep(0.5)
+            assert statuses(slow, quick) == ["processing", "pending"]
+            stop_hung.set()
+            wait_for(lambda: get_job(slow.id).status == "failed", message="timeout failure")
             wait_for(lambda: get_job(quick.id).status == "completed",
-                     message="the replacement slot ran the next job")
+                     message="the freed slot ran the next job")
     finally:
         stop_hung.set()
     job = get_job(slow.id)
@@ -306,23 +315,19 @@ def test_buffered_jobs_are_handed_back_at_once_on_shutdown(register):
 
 def test_a_deadline_is_enforced_promptly_even_with_a_long_poll_interval(register):
     started = threading.Event()
-    stop = threading.Event()
 
     def hung(payload, ctx):
         started.set()
-        stop.wait(30)
+        ctx.cancelled.wait(30)  # stops when told: the failure is written when it returns
 
     register("t.hung", hung)
     job = enqueue("t.hung", timeout=0.3, max_attempts=1)
-    try:
-        with Background(Worker(["default"], concurrency=1, poll_interval=30)):
-            assert started.wait(10)
-            begun = time.monotonic()
-            wait_for(lambda: get_job(job.id).status == "failed", timeout=10,
-                     message="failed at its deadline")
-            assert time.monotonic() - begun < 5  # not after the 30 s poll interval
-    finally:
-        stop.set()
+    with Background(Worker(["default"], concurrency=1, poll_interval=30)):
+        assert started.wait(10)
+        begun = time.monotonic()
+        wait_for(lambda: get_job(job.id).status == "failed", timeout=10,
+                 message="failed at its deadline")
+        assert time.monotonic() - begun < 5  # not after the 30 s poll interval
 
 
 def test_a_reused_worker_id_gives_back_what_its_predecessor_left(register):

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from django_edgejobs.services.schedules import CronTimes, get_zone, parse_expression
+from django_edgejobs.crontimes import CronTimes, get_zone, parse_expression
 
 NY = "America/New_York"
 LORD_HOWE = "Australia/Lord_Howe"  # a 30-minute daylight-saving shift
@@ -238,3 +238,43 @@ def test_description_in_words():
     assert CronTimes.parse("0 9 * * 1-5", NY).describe() == (
         "At 09:00, Monday through Friday (America/New_York)")
     assert CronTimes.parse("* * * * * */10").describe() == "Every 10 seconds (UTC)"
+
+
+# -- steps: at most the number of values in the field ---------------------------------------
+
+@pytest.mark.parametrize(("expression", "field", "step", "size", "values"), [
+    ("*/61 * * * *", "minute", 61, 60, "0-59"),
+    ("*/90 * * * *", "minute", 90, 60, "0-59"),
+    ("5/61 * * * *", "minute", 61, 60, "0-59"),
+    ("0,10-20/61 * * * *", "minute", 61, 60, "0-59"),
+    ("*/0 * * * *", "minute", 0, 60, "0-59"),
+    ("0 */25 * * *", "hour", 25, 24, "0-23"),
+    ("0 0 */32 * *", "day-of-month", 32, 31, "1-31"),
+    ("0 0 1 */13 *", "month", 13, 12, "1-12"),
+    ("0 0 * * */8", "day-of-week", 8, 7, "0-6"),
+    ("0 0 * * 1-5/9", "day-of-week", 9, 7, "0-6"),
+    ("* * * * * */61", "second", 61, 60, "0-59"),
+])
+def test_a_step_larger_than_its_field_is_refused(expression, field, step, size, values):
+    # croniter takes '*/61 * * * *' and fires it hourly (cron-descriptor: "Every 61 minutes").
+    with pytest.raises(ValueError) as exc:
+        parse_expression(expression, where="add_cron('x')")
+    message = str(exc.value)
+    assert message.startswith(f"add_cron('x'): invalid cron expression {expression!r}: ")
+    assert f"{field} step /{step} is out of range" in message
+    assert f"a {field} step must be from 1 to {size} (the field has {size} values, {values})" \
+        in message
+
+
+@pytest.mark.parametrize(("expression", "after", "fires"), [
+    # A step equal to the field's size fires once per period, at the field's first value.
+    ("*/60 * * * *", utc(2026, 1, 1, 0, 30), [utc(2026, 1, 1, 1), utc(2026, 1, 1, 2)]),
+    ("* * * * * */60", utc(2026, 1, 1, 0, 0, 30), [utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 0, 2)]),
+    ("0 */24 * * *", utc(2026, 1, 1, 1), [utc(2026, 1, 2), utc(2026, 1, 3)]),
+    ("0 0 */31 * *", utc(2026, 1, 1, 1), [utc(2026, 2, 1), utc(2026, 3, 1)]),
+    ("0 0 1 */12 *", utc(2026, 1, 1, 1), [utc(2027, 1, 1), utc(2028, 1, 1)]),
+    ("0 0 * * */7", utc(2026, 1, 1), [utc(2026, 1, 4), utc(2026, 1, 11)]),  # Sundays
+    ("10-20/60 * * * *", utc(2026, 1, 1), [utc(2026, 1, 1, 0, 10), utc(2026, 1, 1, 1, 10)]),
+])
+def test_a_step_up_to_the_fields_size_is_accepted(expression, after, fires):
+    assert CronTimes.parse(expression).upcoming(after, 2) == fires
