@@ -25,7 +25,17 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
+    try:
+        value = getattr(import_module(module, __name__), name)
+    except ImportError:
+        from .missing import MissingRedisEdgeCache, redis_extra_missing
+
+        if name != "RedisEdgeCache" or not redis_extra_missing():
+            raise
+        # Without the [redis] extra: a stand-in that Django can create (so `manage.py check`
+        # reports edgejobs.E009 instead of a traceback) and that raises ImproperlyConfigured
+        # when used. Not stored in globals(): each access looks for the extra again.
+        return MissingRedisEdgeCache
     globals()[name] = value
     return value
 

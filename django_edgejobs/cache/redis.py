@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_redis.cache import RedisCache, omit_exception  # type: ignore[import-untyped]
+try:
+    import redis  # noqa: F401  (django_redis.cache does not import it; its clients do)
+    from django_redis.cache import RedisCache, omit_exception  # type: ignore[import-untyped]
+except ImportError as exc:  # the [redis] extra is missing: django-redis, or redis
+    from .missing import missing_message
+
+    raise ImportError(missing_message(exc)) from exc
 
 from .base import EdgeCacheMixin, RateLimit, check_rate_limit
 from .redis_client import edge_client_class
