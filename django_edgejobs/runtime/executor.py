@@ -41,7 +41,7 @@ def printable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     text = printable(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -154,21 +154,25 @@ def _execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
             return timeout_failure(job, ctx)
         return failure(job, ctx, printable(exc.description), exc.tb, exception=exc.path)
     except PermanentError as exc:
-        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+        return failure(job, ctx, describe(exc), traceback.format_exc(),
                        exception=exception_path(exc), permanent=True)
     except Exception as exc:
         if ctx.timed_out:
             return timeout_failure(job, ctx)
-        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+        return failure(job, ctx, describe(exc), traceback.format_exc(),
                        exception=exception_path(exc))
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, CancelledError, GeneratorExit…
         if (isinstance(exc, KeyboardInterrupt)
                 and threading.current_thread() is threading.main_thread()):
             # Only the main thread receives Ctrl-C: an attempt run there (run_once,
             # testing.run_jobs) lets it stop the caller, as Django's ImmediateBackend does.
             raise
-        # Inside a worker's threads these end the attempt, not the process; the attempt fails.
-        return failure(job, ctx, _describe(exc), traceback.format_exc(),
+        # Inside a worker's threads these end the attempt, not the process: the attempt fails
+        # like any error (asyncio.CancelledError from an async handler included), so the job is
+        # retried or failed instead of left processing under a live worker's lease.
+        if ctx.timed_out:
+            return timeout_failure(job, ctx)
+        return failure(job, ctx, describe(exc), traceback.format_exc(),
                        exception=exception_path(exc))
     if ctx.timed_out or (ctx.deadline is not None and time.monotonic() > ctx.deadline):
         return timeout_failure(job, ctx)

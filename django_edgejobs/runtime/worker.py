@@ -10,6 +10,7 @@ import queue
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from ..store import Finish, get_store
 from ..store.wakeups import CommitWatcher, Listener
 from .context import JobContext
 from .db import reset_connection, with_connections_closed
-from .executor import exception_path, execute, failure, log_outcome, timeout_failure
+from .executor import describe, exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
 from .outcomes import send_outcome_signal, send_robust
 from .supervisor import Supervisor
@@ -332,6 +333,10 @@ class Worker:
                 break
             self._wake.clear()
             self._check_deadlines()
+            with self._lock:
+                # Nothing in flight *before* the claim: every outcome (a retry due at once
+                # included) was written before it, so an empty claim means nothing is due.
+                was_idle = self._running == 0 and not self._inflight
             free = self._free_slots()
             claimed: list[Job] = []
             if free:
@@ -350,7 +355,7 @@ class Worker:
             with self._lock:
                 idle = self._running == 0 and not self._inflight
                 exhausted = self.max_jobs is not None and self._claimed_total >= self.max_jobs
-            if (self.burst and not claimed and idle) or (exhausted and idle):
+            if (self.burst and not claimed and idle and was_idle) or (exhausted and idle):
                 break
             self._wake.wait(self._wait_time())
 
@@ -388,10 +393,11 @@ class Worker:
                 self._wake.set()  # the loop must wake for this attempt's deadline
             try:
                 outcome = self._run_attempt(entry)
-            except BaseException as exc:  # KeyboardInterrupt/SystemExit inside a handler
-                logger.error("job=%s: handler raised %s; the job will be reclaimed",
-                             entry.job.id, type(exc).__name__)
-                outcome = None
+            except BaseException as exc:  # the executor's own failure: never leave the job
+                logger.exception("job=%s: the attempt raised %s outside the handler; failing "
+                                 "the attempt", entry.job.id, type(exc).__name__)
+                outcome = failure(entry.job, entry.ctx, describe(exc), traceback.format_exc(),
+                                  exception=exception_path(exc))
             finally:
                 if any(c.errors_occurred for c in connections.all(initialized_only=True)):
                     close_old_connections()
