@@ -25,14 +25,15 @@ def resume_jobs_of_deleted(using: str, tokens: list[tuple[str, uuid.UUID]]) -> N
     error="token … was deleted")``. ``tokens``: (token id, job id) of the deleted tokens that
     were waiting."""
     from .event import JobEvent
-    from .job import Job, JobStatus
+    from .job import Job
+    from .transitions import RESUME
 
     resumed = []
     for token_id, job_id in tokens:
         if Job.objects.using(using).filter(
-                id=job_id, status=JobStatus.WAITING, wait_token=token_id).update(
-                status=JobStatus.PENDING, run_at=Now(), wait_token="", updated_at=Now()):
-            resumed.append(JobEvent(job_id=job_id, type=JobEvent.Kind.RESUMED,
+                id=job_id, status__in=RESUME.sources, wait_token=token_id).update(
+                status=RESUME.target, run_at=Now(), wait_token="", updated_at=Now()):
+            resumed.append(JobEvent(job_id=job_id, type=RESUME.event,
                                     data={"token": token_id, "reason": "deleted"}))
     JobEvent.objects.using(using).bulk_create(resumed)
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..models.transitions import COMPLETE, FAIL, OUTCOMES, RETRY
 from ..store import Finish
 
 if TYPE_CHECKING:
@@ -51,13 +52,12 @@ def _apply(job: Job, outcome: Finish) -> None:
 
 def send_outcome_signal(job: Job, outcome: Finish) -> None:
     _apply(job, outcome)
-    if outcome.kind == "completed":
-        signal, kwargs = signals.job_completed, {"result": outcome.result}
-    elif outcome.kind == "retry":
-        signal, kwargs = signals.job_retried, {"error": outcome.error, "delay": outcome.delay}
-    elif outcome.kind == "failed":
-        signal, kwargs = signals.job_failed, {"error": outcome.error}
-    else:
+    transition = OUTCOMES[outcome.kind]
+    if not transition.signal:
         return
+    signal = getattr(signals, transition.signal)
+    kwargs = {COMPLETE: {"result": outcome.result},
+              RETRY: {"error": outcome.error, "delay": outcome.delay},
+              FAIL: {"error": outcome.error}}[transition]
     if signal.has_listeners():
         send_robust(signal, job, **kwargs)

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from .. import signals
 from ..models.clock import Now
+from ..models.transitions import CANCEL, EDIT, MANUAL_RETRY, RESUME, RUN_NOW, Transition
 from . import validation as v
 from .jobs import check_tag_mode, filter_tags, parse_job_id
 
@@ -40,13 +41,16 @@ def _after_commit(signal, job_ids: list, **kwargs: Any) -> None:
         )
 
 
-def _change(job_ids: list, allowed: tuple[str, ...], changes: dict[str, Any], event: str,
+def _change(job_ids: list, transition: Transition, changes: dict[str, Any],
             data: dict[str, Any] | None = None, *, wake: bool = False) -> list:
-    """Apply ``changes`` to those of ``job_ids`` whose status is in ``allowed`` and write their
-    events, in one transaction; return the ids changed. ``wake``: the jobs may be due now, so
-    wake the workers of their queues when the transaction commits."""
+    """Make ``transition`` (``models/transitions.py``: where it may start, where it ends, its
+    event) for those of ``job_ids`` it allows, setting ``changes`` too, in one transaction;
+    return the ids changed. ``wake``: the jobs may be due now, so wake the workers of their
+    queues when the transaction commits."""
     from ..models import Job, JobEvent
 
+    allowed, event = transition.sources, transition.event
+    changes = {**changes, "status": transition.target}
     store = _store()
     alias = store.alias
     jobs = Job.objects.using(alias)
@@ -116,7 +120,6 @@ def edit_job(job_id: Any, **changes: Any) -> bool:
     from django.utils import timezone
 
     from ..conf import get_settings
-    from ..models import JobStatus
 
     unknown = set(changes) - EDITABLE
     if unknown:
@@ -159,7 +162,7 @@ def edit_job(job_id: Any, **changes: Any) -> bool:
         return False
     data = {"fields": sorted(k for k in values)}
     wake = "run_at" in values or "queue" in values  # it may be due now, or due elsewhere
-    return bool(_change([parsed], (JobStatus.PENDING,), values, "edited", data, wake=wake))
+    return bool(_change([parsed], EDIT, values, data, wake=wake))
 
 
 # -- batches (the admin's actions): the same changes, many ids per transaction ------------
@@ -175,12 +178,10 @@ def _batches(job_ids: Any) -> list[list]:
 def cancel_jobs(job_ids: Any) -> list:
     """Cancel many pending or waiting jobs, 500 per transaction; returns the ids cancelled.
     ``cancel_job`` and ``cancel_all_upcoming`` are this applied to one id / to a filter."""
-    from ..models import JobStatus
 
     done: list = []
     for chunk in _batches(job_ids):
-        changed = _change(chunk, (JobStatus.PENDING, JobStatus.WAITING),
-                          {"status": JobStatus.CANCELLED, "completed_at": Now()}, "cancelled")
+        changed = _change(chunk, CANCEL, {"completed_at": Now()})
         _after_commit(signals.job_cancelled, changed)
         done.extend(changed)
     return done
@@ -190,15 +191,14 @@ def retry_jobs(job_ids: Any) -> list:
     """Put many failed or cancelled jobs back to pending, due now, with a fresh attempt
     budget, 500 per transaction; returns the ids put back. ``retry_job`` is this applied to
     one id (the admin's Retry action and ``retry_job`` must not drift apart)."""
-    from ..models import JobStatus
 
     done: list = []
     for chunk in _batches(job_ids):
         changed = _change(
-            chunk, (JobStatus.FAILED, JobStatus.CANCELLED),
-            {"status": JobStatus.PENDING, "run_at": Now(), "attempts": 0, "completed_at": None,
-             "progress": None, "expires_at": None},  # a retry asked for now: an expiry is over
-            "retried", {"by": "retry_job"}, wake=True,
+            chunk, MANUAL_RETRY,
+            {"run_at": Now(), "attempts": 0, "completed_at": None, "progress": None,
+             "expires_at": None},  # a retry asked for now: an expiry is over
+            {"by": "retry_job"}, wake=True,
         )
         _after_commit(signals.job_retried, changed, error=None, delay=0)
         done.extend(changed)
@@ -225,7 +225,7 @@ def run_jobs_now(job_ids: Any) -> list:
 def _run_now(job_ids: list) -> list:
     from django.utils.dateparse import parse_datetime
 
-    from ..models import Job, JobEvent, JobStatus
+    from ..models import Job, JobEvent
     from ..runtime.context import RESERVED
 
     store = _store()
@@ -235,13 +235,13 @@ def _run_now(job_ids: list) -> list:
     with transaction.atomic(using=alias):
         # Scheduled for later: pull run_at in. The WHERE re-checks the state, so a job a worker
         # claimed meanwhile is left alone.
-        later = list(jobs.filter(id__in=job_ids, status=JobStatus.PENDING, run_at__gt=Now())
+        later = list(jobs.filter(id__in=job_ids, status__in=RUN_NOW.sources, run_at__gt=Now())
                      .order_by("id").select_for_update().values_list("id", flat=True))
         if later:
-            jobs.filter(id__in=later, status=JobStatus.PENDING).update(run_at=Now(),
-                                                                       updated_at=Now())
+            jobs.filter(id__in=later, status__in=RUN_NOW.sources).update(
+                status=RUN_NOW.target, run_at=Now(), updated_at=Now())
         # Waiting for a time: the handler replays its stored deadline, so move that too.
-        waiting = list(jobs.filter(id__in=job_ids, status=JobStatus.WAITING, wait_token="")
+        waiting = list(jobs.filter(id__in=job_ids, status__in=RESUME.sources, wait_token="")
                        .order_by("id").select_for_update().only("id", "steps"))
         resumed = []
         if waiting:
@@ -253,13 +253,13 @@ def _run_now(job_ids: list) -> list:
                                                       and isinstance(value, str)) else None
                     if until is not None and until > now:
                         steps[key] = now.isoformat()
-                if jobs.filter(id=job.id, status=JobStatus.WAITING, wait_token="").update(
-                        status=JobStatus.PENDING, run_at=Now(), steps=steps, updated_at=Now()):
+                if jobs.filter(id=job.id, status__in=RESUME.sources, wait_token="").update(
+                        status=RESUME.target, run_at=Now(), steps=steps, updated_at=Now()):
                     resumed.append(job.id)
         JobEvent.objects.using(alias).bulk_create(
-            [JobEvent(job_id=j, type=JobEvent.Kind.EDITED,
+            [JobEvent(job_id=j, type=RUN_NOW.event,
                       data={"fields": ["run_at"], "by": "run_now"}) for j in later]
-            + [JobEvent(job_id=j, type=JobEvent.Kind.RESUMED, data={"reason": "run_now"})
+            + [JobEvent(job_id=j, type=RESUME.event, data={"reason": "run_now"})
                for j in resumed]
         )
         done = later + resumed

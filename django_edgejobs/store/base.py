@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..models import Job, JobEvent, JobStatus, WaitToken, Worker
+from ..models import transitions as t
 from ..models.clock import Now
 
 logger = logging.getLogger("django_edgejobs.store")
@@ -192,7 +193,7 @@ class Store:
             if conflicts:
                 ids = set(Job.objects.using(self.alias).filter(id__in=ids)
                           .values_list("id", flat=True))
-            self._events((j.id, JobEvent.Kind.ADDED, {}) for j in jobs if j.id in ids)
+            self._events((j.id, t.ENQUEUE.event, {}) for j in jobs if j.id in ids)
             self.notify({j.queue for j in jobs if j.id in ids})
         return ids
 
@@ -265,8 +266,8 @@ class Store:
                 )
                 if not ids:
                     return []
-                Job.objects.using(self.alias).filter(id__in=ids, status=JobStatus.PENDING).update(
-                    status=JobStatus.PROCESSING, attempts=F("attempts") + 1, lease_owner=owner,
+                Job.objects.using(self.alias).filter(id__in=ids, status__in=t.CLAIM.sources).update(
+                    status=t.CLAIM.target, attempts=F("attempts") + 1, lease_owner=owner,
                     lease_token=token, started_at=Now(), updated_at=Now(),
                 )
                 jobs = list(Job.objects.using(self.alias).filter(id__in=ids, lease_token=token))
@@ -278,7 +279,7 @@ class Store:
 
     def _claim_events(self, jobs: Sequence[Job]) -> None:
         self._events(
-            (j.id, JobEvent.Kind.PROCESSING, {"attempt": j.attempts, "worker": j.lease_owner})
+            (j.id, t.CLAIM.event, {"attempt": j.attempts, "worker": j.lease_owner})
             for j in jobs
         )
 
@@ -322,15 +323,16 @@ class Store:
         accepted: set[uuid.UUID] = set()
         events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
         for o in outcomes:
+            transition = _transition_of(o)
             n = (
                 Job.objects.using(self.alias)
-                .filter(id=o.job_id, lease_token=o.lease_token, status=JobStatus.PROCESSING)
+                .filter(id=o.job_id, lease_token=o.lease_token, status__in=transition.sources)
                 .update(**self._finish_changes(o))
             )
             if n:
                 accepted.add(o.job_id)
                 events.extend((o.job_id, kind, data) for kind, data in o.events)
-                events.append((o.job_id, _EVENT_OF[o.kind], o.event_data))
+                events.append((o.job_id, transition.event, o.event_data))
         self._events(events)
         for o in outcomes:
             if o.kind == "waiting" and o.wait_token and o.job_id in accepted:
@@ -359,29 +361,28 @@ class Store:
                                              event_data={"attempt": job.attempts})])
 
     def _finish_changes(self, o: Finish) -> dict[str, Any]:
-        changes: dict[str, Any] = {"lease_token": None, "updated_at": Now()}
-        if o.kind == "completed":
-            changes.update(status=JobStatus.COMPLETED, result=o.result, completed_at=Now(),
-                           lease_owner="")
-        elif o.kind == "retry":
-            changes.update(status=JobStatus.PENDING, run_at=Now() + timedelta(seconds=o.delay),
-                           last_error=o.error, error_history=o.error_history, lease_owner="")
-        elif o.kind == "failed":
-            changes.update(status=JobStatus.FAILED, completed_at=Now(), last_error=o.error,
-                           error_history=o.error_history, lease_owner="")
-        elif o.kind == "waiting":
-            changes.update(status=JobStatus.WAITING, attempts=F("attempts") - 1, lease_owner="",
-                           run_at=o.until or Now(), wait_token=o.wait_token)
+        """The columns an outcome's transition sets (``models/transitions.py`` names them)."""
+        transition = _transition_of(o)
+        changes: dict[str, Any] = {"status": transition.target, "lease_token": None,
+                                   "lease_owner": "", "updated_at": Now()}
+        if transition is t.COMPLETE:
+            changes.update(result=o.result, completed_at=Now())
+        elif transition is t.RETRY:
+            changes.update(run_at=Now() + timedelta(seconds=o.delay), last_error=o.error,
+                           error_history=o.error_history)
+        elif transition is t.FAIL:
+            changes.update(completed_at=Now(), last_error=o.error, error_history=o.error_history)
+        elif transition is t.WAIT:
+            changes.update(attempts=F("attempts") - 1, run_at=o.until or Now(),
+                           wait_token=o.wait_token)
             if o.steps is not None:
                 changes["steps"] = o.steps
-        elif o.kind == "released":
+        elif transition is t.RELEASE:
             # ``delay``: due again that much later (a type this worker has no handler for).
-            changes.update(status=JobStatus.PENDING, attempts=F("attempts") - 1, lease_owner="",
+            changes.update(attempts=F("attempts") - 1,
                            run_at=Now() + timedelta(seconds=o.delay) if o.delay else Now())
             if o.error:
                 changes["last_error"] = o.error
-        else:  # pragma: no cover - programming error
-            raise ValueError(f"unknown outcome kind {o.kind!r}")
         return changes
 
     # -- leases, progress -----------------------------------------------------------------
@@ -446,10 +447,10 @@ class Store:
     def resume_for_token(self, job_id: uuid.UUID, token_id: str, reason: str) -> bool:
         """Wake the job if it waits for this token (due now, no attempt used)."""
         n = Job.objects.using(self.alias).filter(
-            id=job_id, status=JobStatus.WAITING, wait_token=token_id
-        ).update(status=JobStatus.PENDING, run_at=Now(), wait_token="", updated_at=Now())
+            id=job_id, status__in=t.RESUME.sources, wait_token=token_id
+        ).update(status=t.RESUME.target, run_at=Now(), wait_token="", updated_at=Now())
         if n:
-            self.add_event(job_id, JobEvent.Kind.RESUMED, {"token": token_id, "reason": reason})
+            self.add_event(job_id, t.RESUME.event, {"token": token_id, "reason": reason})
         return bool(n)
 
     def _resume_if_resolved(self, job_id: uuid.UUID, token_id: str) -> None:
@@ -468,15 +469,16 @@ class Store:
             with transaction.atomic(using=self.alias):
                 ids = list(
                     Job.objects.using(self.alias)
-                    .filter(status=JobStatus.WAITING, wait_token="", run_at__lte=Now())
+                    .filter(status__in=t.RESUME.sources, wait_token="", run_at__lte=Now())
                     .select_for_update(skip_locked=True)
                     .values_list("id", flat=True)[:limit]
                 )
                 if not ids:
                     return 0
-                Job.objects.using(self.alias).filter(id__in=ids, status=JobStatus.WAITING).update(
-                    status=JobStatus.PENDING, updated_at=Now())
-                self._events((i, JobEvent.Kind.RESUMED, {"reason": "time"}) for i in ids)
+                Job.objects.using(self.alias).filter(
+                    id__in=ids, status__in=t.RESUME.sources).update(
+                    status=t.RESUME.target, updated_at=Now())
+                self._events((i, t.RESUME.event, {"reason": "time"}) for i in ids)
                 return len(ids)
 
         return self.retrying(run)
@@ -495,8 +497,8 @@ class Store:
                 # Only rows still pending and expired now: a claim may have won meanwhile.
                 ids = list(expired.filter(id__in=ids).values_list("id", flat=True))
                 expired.filter(id__in=ids).update(
-                    status=JobStatus.CANCELLED, completed_at=Now(), updated_at=Now())
-                self._events((i, JobEvent.Kind.CANCELLED, {"reason": "expired"}) for i in ids)
+                    status=t.EXPIRE.target, completed_at=Now(), updated_at=Now())
+                self._events((i, t.EXPIRE.event, {"reason": "expired"}) for i in ids)
                 return ids
 
         return self.retrying(run)
@@ -564,7 +566,7 @@ class Store:
         def run() -> list[tuple[uuid.UUID, str]]:
             out: list[tuple[uuid.UUID, str]] = []
             with transaction.atomic(using=self.alias):
-                stuck_qs = Job.objects.using(self.alias).filter(status=JobStatus.PROCESSING)
+                stuck_qs = Job.objects.using(self.alias).filter(status__in=t.RECLAIM.sources)
                 if owner is not None:
                     stuck_qs = stuck_qs.filter(lease_owner=owner)
                     why = f"worker {owner} restarted while running attempt {{attempt}}"
@@ -584,26 +586,27 @@ class Store:
                 for job in stuck:
                     error = why.format(owner=job.lease_owner or "?", attempt=job.attempts)
                     history = append_error(job.error_history, job.attempts, error, "")
-                    status = (JobStatus.FAILED if job.attempts >= job.max_attempts
-                              else JobStatus.PENDING)
+                    last = job.attempts >= job.max_attempts
+                    transition = t.RECLAIM_FAIL if last else t.RECLAIM
+                    status = transition.target
                     changes: dict[str, Any] = dict(
                         status=status, lease_token=None, lease_owner="", last_error=error,
                         error_history=history, updated_at=Now(),
                     )
-                    if status == JobStatus.FAILED:
+                    if last:
                         changes["completed_at"] = Now()
                     else:
                         changes["run_at"] = Now()
                     n = Job.objects.using(self.alias).filter(
-                        id=job.id, status=JobStatus.PROCESSING, lease_token=job.lease_token
+                        id=job.id, status__in=transition.sources, lease_token=job.lease_token
                     ).update(**changes)
                     if n:
                         out.append((job.id, status))
-                        events.append((job.id, JobEvent.Kind.RECLAIMED,
+                        events.append((job.id, transition.event,
                                        {"worker": job.lease_owner, "attempt": job.attempts,
                                         "status": status}))
-                        if status == JobStatus.FAILED:
-                            events.append((job.id, JobEvent.Kind.FAILED, {"error": error}))
+                        if last:  # the job ended: its end is a failure, as a worker's would be
+                            events.append((job.id, t.FAIL.event, {"error": error}))
                 self._events(events)
             return out
 
@@ -640,13 +643,12 @@ class Store:
         ).exclude(id__in=holding).delete()[0]
 
 
-_EVENT_OF = {
-    "waiting": JobEvent.Kind.WAITING,
-    "completed": JobEvent.Kind.COMPLETED,
-    "retry": JobEvent.Kind.RETRIED,
-    "failed": JobEvent.Kind.FAILED,
-    "released": JobEvent.Kind.RELEASED,
-}
+def _transition_of(o: Finish) -> t.Transition:
+    """The transition an attempt's outcome makes."""
+    try:
+        return t.OUTCOMES[o.kind]
+    except KeyError:  # pragma: no cover - programming error
+        raise ValueError(f"unknown outcome kind {o.kind!r}") from None
 
 
 def append_error(history: list[dict[str, Any]] | None, attempt: int, error: str, tb: str,

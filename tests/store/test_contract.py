@@ -11,10 +11,21 @@ from collections.abc import Iterator
 import pytest
 
 from django_edgejobs.models import Job, JobEvent, WaitToken
+from django_edgejobs.models.transitions import TRANSITIONS
 from django_edgejobs.store import get_store
 from django_edgejobs.store.base import Store
 
-from .contract import ALIAS, StoreContract, new_job, normalized, outcome, snapshot, store_classes
+from .contract import (
+    ALIAS,
+    ALLOWED,
+    VERBS,
+    StoreContract,
+    new_job,
+    normalized,
+    outcome,
+    snapshot,
+    store_classes,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +98,23 @@ def test_the_portable_and_the_vendor_store_leave_the_same_history(db: None) -> N
     said, rows = runs[0]
     assert said[1] == [0, 1, 2]  # priority 5, 5 (older first), then 1
     assert [r["row"]["status"] for r in rows] == ["completed", "failed", "pending", "pending"]
+
+
+# The contract's table and the code's transition table must agree: the states a verb may act
+# from are its transition's sources, and it ends in the transition's target with its event.
+VERB_TRANSITIONS = {
+    "claim": "claim", "finish:completed": "complete", "finish:retry": "retry",
+    "finish:failed": "fail", "finish:wait_time": "wait", "finish:wait_token": "wait",
+    "finish:released": "release", "finish:released_later": "release",
+    "resume_due": "resume", "resume_for_token": "resume", "expire_tokens": "resume",
+    "expire_jobs": "expire", "reclaim:timeout": "reclaim", "reclaim:owner": "reclaim",
+}
+
+
+@pytest.mark.parametrize("verb", sorted(VERB_TRANSITIONS))
+def test_the_contract_agrees_with_the_transition_table(verb: str) -> None:
+    transition = {x.name: x for x in TRANSITIONS}[VERB_TRANSITIONS[verb]]
+    statuses = {state.split("_")[0] for state in ALLOWED[verb]}
+    assert statuses <= set(transition.sources)
+    assert VERBS[verb].changes["status"] == transition.target
+    assert VERBS[verb].events[-1][0] == transition.event
