@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint check-migrations clean chaos bench
+.PHONY: demo admin test venv lint check-migrations clean chaos bench
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
@@ -19,6 +19,19 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python testproject/manage.py migrate --verbosity 0
 	$(BIN)/python testproject/manage.py demo
+
+## The admin on the demo's database: create the superuser admin/admin if missing, then runserver.
+ADMIN_USER ?= admin
+ADMIN_PASSWORD ?= admin
+ADMIN_ADDR ?= 127.0.0.1:8000
+admin: venv
+	$(BIN)/python testproject/manage.py migrate --verbosity 0
+	$(BIN)/python testproject/manage.py shell --verbosity 0 -c "from django.contrib.auth import get_user_model; \
+	  raise SystemExit(0 if get_user_model().objects.filter(username='$(ADMIN_USER)').exists() else 1)" \
+	  || DJANGO_SUPERUSER_PASSWORD='$(ADMIN_PASSWORD)' $(BIN)/python testproject/manage.py \
+	     createsuperuser --noinput --username '$(ADMIN_USER)' --email '$(ADMIN_USER)@example.com'
+	@echo "the admin: http://$(ADMIN_ADDR)/admin/ (user $(ADMIN_USER), password $(ADMIN_PASSWORD))"
+	$(BIN)/python testproject/manage.py runserver $(ADMIN_ADDR)
 
 ## Run the whole test suite (SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
 test: venv

@@ -70,3 +70,28 @@ def refund_approval(payload, ctx):
         return {"refunded": False, "reason": answer.error}
     approved = bool((answer.output or {}).get("approved"))
     return {"refunded": approved, "reason": None if approved else "declined"}
+
+
+@job("shop.follow_up", queue="emails", max_attempts=3, retry_delay=5)
+def follow_up(payload, ctx):
+    """Thank the customer now, ask for a review later: a durable wait between two steps.
+
+    ``ctx.wait_for`` suspends the job (``waiting``: no worker slot, no attempt used); the
+    handler then runs again from the top and the recorded ``thanks`` step is not repeated."""
+    def email(subject):
+        return send_mail(subject=subject, message="Thank you for shopping with us.",
+                         from_email="shop@example.com", recipient_list=[payload["to"]])
+
+    ctx.run("thanks", lambda: email("Thanks for your order"))
+    ctx.wait_for(seconds=payload.get("wait_seconds", 3600))
+    ctx.run("review", lambda: email("How was your order?"))
+    return {"to": payload["to"], "waited_seconds": payload.get("wait_seconds", 3600)}
+
+
+@job("shop.tick", queue="default", max_attempts=1, timeout=30)
+def tick(payload, ctx):
+    """What a cron schedule runs (``make demo`` adds one every 5 seconds): count the ticks in
+    the edge cache (``payload["cache"]``, an alias of ``CACHES``)."""
+    from django.core.cache import caches
+
+    return {"ticks": caches[payload.get("cache", "edge_db")].increment("demo:ticks")}
