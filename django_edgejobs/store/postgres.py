@@ -1,5 +1,8 @@
 """PostgreSQL: claim with ``FOR UPDATE SKIP LOCKED``, enqueue in one statement, wake workers
-with LISTEN/NOTIFY (the notification is delivered when the enqueueing transaction commits)."""
+with LISTEN/NOTIFY (the notification is delivered when the enqueueing transaction commits).
+
+The statements are named in ``sql_postgres.py``; this module binds their parameters and runs
+them (``_bound``: server-side binding, prepared)."""
 
 from __future__ import annotations
 
@@ -15,11 +18,13 @@ from typing import Any, NamedTuple
 import psycopg
 
 from ..conf import get_settings
-from ..models import Job, JobEvent
+from ..models import Job
+from . import sql_postgres as sql
 from .base import Finish, Store
-from .rows import job_columns, jobs_from_rows
+from .rows import jobs_from_rows
+from .sql_postgres import CHANNEL
 
-CHANNEL = "django_edgejobs"
+__all__ = ["CHANNEL", "PostgresStore"]
 
 
 class _InsertShape(NamedTuple):
@@ -33,7 +38,8 @@ class _InsertShape(NamedTuple):
     columns: str  # the job table's columns
     selected: str  # what the SELECT yields for them, from the parameter columns
     names: list[str]  # the parameter columns
-    types: list[str]  # their types in the statement
+    scalar_params: list[str]  # each one's parameter when all jobs share its value
+    array_params: list[str]  # ... and when it is an array of one value per job
     getters: list[Callable[[Job], object]]  # one per parameter column: a job's value in it
 
 
@@ -62,11 +68,10 @@ def _build_insert_shape(connection: Any) -> _InsertShape:
             seconds = "enqueue_delay" if f.attname == "run_at" else "enqueue_expires"
             names.append(f"{name}_in")
             types.append("float8")
-            selected.append(f"COALESCE({name}, statement_timestamp() + {name}_in "
-                            "* interval '1 second')")
+            selected.append(sql.moment_column_sql(name))
             getters += [partial(_moment, f.attname, seconds), partial(_as_float, seconds)]
             continue
-        selected.append(f"{name}::jsonb" if kind == "JSONField" else name)
+        selected.append(sql.json_column_sql(name) if kind == "JSONField" else name)
         if f.attname == "payload":
             getters.append(_payload_text)
         elif kind == "JSONField":
@@ -77,7 +82,9 @@ def _build_insert_shape(connection: Any) -> _InsertShape:
             getters.append(attrgetter(f.attname))
     return _InsertShape(
         columns=", ".join(f'"{f.column}"' for f in Job._meta.concrete_fields),
-        selected=", ".join(selected), names=names, types=types, getters=getters)
+        selected=", ".join(selected), names=names,
+        scalar_params=[sql.scalar_param_sql(type_) for type_ in types],
+        array_params=[sql.array_param_sql(type_) for type_ in types], getters=getters)
 
 
 def _payload_text(job: Job) -> str:
@@ -114,7 +121,7 @@ class PostgresStore(Store):
     bulk_complete = bulk_complete_is_atomic = True
     now_sql = "statement_timestamp()"
 
-    def _bound(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+    def _bound(self, statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         """Run one hot-path statement with server-side binding and return its rows.
 
         Django's psycopg cursor binds on the client (it quotes every value into the SQL text
@@ -134,15 +141,15 @@ class PostgresStore(Store):
         started = time.monotonic()
         with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
 
-            def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
-                cursor.execute(sql, params, prepare=prepare)
+            def execute(text: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+                cursor.execute(text, params, prepare=prepare)
 
             for wrapper in reversed(conn.execute_wrappers):  # connection.execute_wrapper()
                 execute = partial(wrapper, execute)
-            execute(sql, params, False, {"connection": conn, "cursor": cursor})
+            execute(statement, params, False, {"connection": conn, "cursor": cursor})
             rows = cursor.fetchall() if cursor.description else []
         if conn.queries_logged:
-            conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+            conn.queries_log.append({"sql": statement, "time": f"{time.monotonic() - started:.3f}"})
         return rows
 
     def notify(self, queues: Iterable[str]) -> None:
@@ -150,9 +157,7 @@ class PostgresStore(Store):
         if not queues:
             return
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", [CHANNEL, queues]
-            )
+            cursor.execute(sql.NOTIFY_SQL, [CHANNEL, queues])
 
     def _insert_rows(self, jobs: list[Job], *, conflicts: bool) -> set[uuid.UUID]:
         """One statement: the rows, their ``added`` events and the notification.
@@ -169,37 +174,26 @@ class PostgresStore(Store):
             return inserted
         shape = _insert_shape(self.connection)
         arrays: list[object] = []
-        array_names, array_types = [], []
+        array_names, array_params = [], []
         scalars: list[object] = []
-        scalar_names, scalar_types = [], []
-        for name, type_, get in zip(shape.names, shape.types, shape.getters, strict=True):
+        scalar_names, scalar_params = [], []
+        for name, scalar_param, array_param, get in zip(
+                shape.names, shape.scalar_params, shape.array_params, shape.getters,
+                strict=True):
             values = [get(job) for job in jobs]
             if values.count(values[0]) == len(values):  # a bulk load shares most columns
                 scalars.append(values[0])
                 scalar_names.append(name)
-                scalar_types.append(f"%b::{type_}")
+                scalar_params.append(scalar_param)
             else:
                 arrays.append(values)
                 array_names.append(name)
-                array_types.append(f"%b::{type_}[]")
-        sources = []
-        if arrays:
-            sources.append(f"unnest({', '.join(array_types)}) AS a({', '.join(array_names)})")
-        if scalars:
-            sources.append(f"(VALUES ({', '.join(scalar_types)})) AS s({', '.join(scalar_names)})")
-        job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
-        conflict = "ON CONFLICT DO NOTHING " if conflicts else ""
-        sql = (
-            f'WITH j AS (INSERT INTO "{job_table}" ({shape.columns}) '
-            f"SELECT {shape.selected} FROM {' CROSS JOIN '.join(sources)} "
-            f"{conflict}RETURNING id, queue, run_at, expires_at), "
-            f'e AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
-            "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
-            "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "
-            "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
-        )
+                array_params.append(array_param)
+        statement = sql.insert_jobs_sql(shape.columns, shape.selected, array_names, array_params,
+                                        scalar_names, scalar_params, conflicts)
         by_id = {job.id: job for job in jobs}
-        for job_id, run_at, expires_at, _ in self._bound(sql, [*arrays, *scalars, CHANNEL]):
+        for job_id, run_at, expires_at, _ in self._bound(statement,
+                                                         [*arrays, *scalars, CHANNEL]):
             inserted.add(job_id)
             by_id[job_id].run_at = run_at
             by_id[job_id].expires_at = expires_at
@@ -208,41 +202,17 @@ class PostgresStore(Store):
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
         if limit <= 0:
             return []
-        job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
-        due = ("status = 'pending' AND run_at <= statement_timestamp() "
-               "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
-        # The claim index is ordered within a queue: "queue = ANY(...)" would read every due
-        # job of those queues and sort them. Take the best ``limit`` of each queue by index
-        # (locking them), then the best of those; one queue is the same plan with one loop.
-        picked = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
-                  f'(SELECT id, priority, run_at FROM "{job_table}" '
-                  f"WHERE queue = q.name AND {due} ORDER BY priority DESC, run_at "
-                  "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
-                  "ORDER BY j.priority DESC, j.run_at LIMIT %s")
         params = [list(dict.fromkeys(queues)), limit, limit]
-        sql = (
-            f"WITH picked AS MATERIALIZED ({picked}), "
-            f'claimed AS (UPDATE "{job_table}" AS t SET status = \'processing\', '
-            "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
-            "started_at = statement_timestamp(), updated_at = statement_timestamp() "
-            "FROM picked WHERE t.id = picked.id "
-            f"RETURNING {job_columns('t')}), "
-            f'ev AS (INSERT INTO "{event_table}" (job_id, type, data, created_at) '
-            "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
-            "lease_owner), statement_timestamp() FROM claimed) "
-            "SELECT * FROM claimed ORDER BY priority DESC, run_at"
-        )
 
         def run() -> list[Job]:
             # One statement, so its own transaction outside atomic: no BEGIN/COMMIT trips.
-            rows = self._bound(sql, [*params, owner, uuid.uuid4()])
+            rows = self._bound(sql.CLAIM_SQL, [*params, owner, uuid.uuid4()])
             return jobs_from_rows(self.connection, rows)
 
         return self.retrying(run)
 
     def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         """One statement: the rows (fenced by their leases) and their ``completed`` events."""
-        job_table, event_table = Job._meta.db_table, JobEvent._meta.db_table
         ids, tokens, results, events = [], [], [], []
         for o in outcomes:
             ids.append(o.job_id)
@@ -250,39 +220,20 @@ class PostgresStore(Store):
             results.append(None if o.result is None else json.dumps(
                 o.result, allow_nan=False, ensure_ascii=False))
             events.append(json.dumps(o.event_data))
-        sql = (
-            "WITH v (id, token, result, event) AS (SELECT * FROM "
-            "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])), "
-            f'u AS (UPDATE "{job_table}" AS t SET status = \'completed\', '
-            "result = v.result::jsonb, "
-            "completed_at = statement_timestamp(), updated_at = statement_timestamp(), "
-            "lease_token = NULL, lease_owner = '' FROM v "
-            "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
-            "RETURNING t.id, v.event) "
-            f'INSERT INTO "{event_table}" (job_id, type, data, created_at) '
-            "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u "
-            "RETURNING job_id"
-        )
-        return {row[0] for row in self._bound(sql, [ids, tokens, results, events])}
+        return {row[0] for row in self._bound(sql.COMPLETE_MANY_SQL,
+                                              [ids, tokens, results, events])}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
-        import json
-
-        col = f'"{Job._meta.db_table}"."tags"'
         if mode == "all":
-            return f"{col} @> %s::jsonb", [json.dumps(tags)]
+            return sql.TAGS_ALL_SQL, [json.dumps(tags)]
         if mode == "exact":
-            return f"({col} @> %s::jsonb AND {col} <@ %s::jsonb)", [json.dumps(tags)] * 2
+            return sql.TAGS_EXACT_SQL, [json.dumps(tags)] * 2
         if mode == "any":
-            return f"{col} ?| %s::text[]", [tags]
-        return f"NOT ({col} ?| %s::text[])", [tags]
+            return sql.TAGS_ANY_SQL, [tags]
+        return sql.TAGS_NONE_SQL, [tags]
 
     def _histogram_rows(self, start: datetime, end: datetime,
                         size: int) -> Iterable[tuple[str, int, int]]:
-        table = Job._meta.db_table
-        sql = (f"SELECT status, floor(extract(epoch FROM completed_at - %s) / %s)::int, "
-               f'count(*) FROM "{table}" WHERE status IN (%s, %s) AND completed_at >= %s '
-               f"AND completed_at < %s GROUP BY 1, 2")
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, [start, size, "completed", "failed", start, end])
+            cursor.execute(sql.HISTOGRAM_SQL, [start, size, "completed", "failed", start, end])
             return cursor.fetchall()

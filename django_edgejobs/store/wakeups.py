@@ -1,7 +1,8 @@
 """Wake the worker when jobs may have arrived: PostgreSQL notifies, SQLite is watched.
 
 Vendor SQL, so it lives with the store: ``LISTEN`` on PostgreSQL, ``PRAGMA data_version`` on
-SQLite. The runtime starts these threads and knows nothing of either statement."""
+SQLite (named in ``sql_postgres.py`` and ``sql_sqlite.py``). The runtime starts these threads
+and knows nothing of either statement."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .sql_postgres import LISTEN_SQL
+from .sql_sqlite import DATA_VERSION_SQL
 
 logger = logging.getLogger("django_edgejobs.worker")
 
@@ -29,13 +33,11 @@ class Listener:
         import psycopg
         from django.db import connections
 
-        from .postgres import CHANNEL
-
         params = connections[self.alias].get_connection_params()
         for key in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
             params.pop(key, None)
         conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f'LISTEN "{CHANNEL}"')
+        conn.execute(LISTEN_SQL)
         return conn
 
     def run(self) -> None:
@@ -85,7 +87,7 @@ class CommitWatcher:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version = self._conn.execute(DATA_VERSION_SQL).fetchone()[0]
         except sqlite3.Error as exc:
             if not self._failing:
                 logger.warning("commit watcher cannot read the database (%s); the worker "

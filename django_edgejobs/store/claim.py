@@ -1,0 +1,54 @@
+"""Claim: take due pending jobs of some queues, leased to a worker, with their ``processing``
+events. The portable claim locks with ``select_for_update(skip_locked=True)``; vendors
+override ``claim`` with one statement (and reuse ``_claim_events`` where they need it)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.db.models import F
+
+from ..models import Job
+from ..models import transitions as t
+from ..models.clock import Now
+from .core import StoreCore
+
+
+class ClaimVerbs(StoreCore):
+    """``claim`` and its events."""
+
+    def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
+        """Take up to ``limit`` due pending jobs of ``queues``: processing, attempt counted,
+        leased to owner. No queues: nothing to take."""
+        if limit <= 0 or not queues:
+            return []
+
+        def run() -> list[Job]:
+            token = uuid.uuid4()
+            with transaction.atomic(using=self.alias):
+                qs = Job.objects.using(self.alias).due().in_queues(queues)
+                ids = list(
+                    qs.select_for_update(skip_locked=True)
+                    .order_by("-priority", "run_at")
+                    .values_list("id", flat=True)[:limit]
+                )
+                if not ids:
+                    return []
+                Job.objects.using(self.alias).filter(id__in=ids, status__in=t.CLAIM.sources).update(
+                    status=t.CLAIM.target, attempts=F("attempts") + 1, lease_owner=owner,
+                    lease_token=token, started_at=Now(), updated_at=Now(),
+                )
+                jobs = list(Job.objects.using(self.alias).filter(id__in=ids, lease_token=token))
+                self._claim_events(jobs)
+            jobs.sort(key=lambda j: (-j.priority, j.run_at))
+            return jobs
+
+        return self.retrying(run)
+
+    def _claim_events(self, jobs: Sequence[Job]) -> None:
+        self._events(
+            (j.id, t.CLAIM.event, {"attempt": j.attempts, "worker": j.lease_owner})
+            for j in jobs
+        )

@@ -1,0 +1,153 @@
+"""Outcomes of attempts: ``finish`` writes a batch of them (completed, retry, failed, waiting,
+released), each fenced by its lease, with its events; ``complete``/``fail``/``release`` are
+one-outcome wrappers. Also the lease reads and writes of a running attempt: ``held_leases``,
+``set_progress``. Which columns an outcome sets is ``_finish_changes`` (the transitions are
+named in ``models/transitions.py``); vendors complete in bulk (``_complete_many``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import F
+
+from ..models import Job, JobStatus
+from ..models import transitions as t
+from ..models.clock import Now
+from .core import Finish, StoreCore, append_error
+
+
+class OutcomeVerbs(StoreCore):
+    """``finish`` and its wrappers; leases and progress."""
+
+    if TYPE_CHECKING:  # DurableVerbs
+        def _resume_if_resolved(self, job_id: uuid.UUID, token_id: str) -> None: ...
+
+    #: Vendors that complete many jobs in one statement set this (see ``_complete_many``).
+    bulk_complete = False
+    #: ... and this when that statement writes the events too (no transaction needed).
+    bulk_complete_is_atomic = False
+
+    def finish(self, outcomes: Sequence[Finish]) -> set[uuid.UUID]:
+        """Write attempt outcomes, each fenced by its lease; return the ids accepted.
+
+        Plain completions (the common case) go in bulk where the vendor can; the rest row by
+        row; all in one transaction."""
+        if not outcomes:
+            return set()
+        fast = ([o for o in outcomes if o.kind == "completed" and not o.events]
+                if self.bulk_complete else [])
+        if fast:
+            in_fast = {id(o) for o in fast}
+            rest = [o for o in outcomes if id(o) not in in_fast]
+        else:
+            rest = list(outcomes)
+        if fast and not rest and self.bulk_complete_is_atomic:
+            return self.retrying(lambda: self._complete_many(fast))
+
+        def run() -> set[uuid.UUID]:
+            with transaction.atomic(using=self.alias):
+                accepted = self._complete_many(fast) if fast else set()
+                return accepted | (self._finish_rows(rest) if rest else set())
+
+        return self.retrying(run)
+
+    def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
+        """Complete these jobs (and write their events) in bulk; return the ids accepted."""
+        raise NotImplementedError
+
+    def _finish_rows(self, outcomes: Sequence[Finish]) -> set[uuid.UUID]:
+        """Write outcomes one row at a time, inside the caller's transaction."""
+        accepted: set[uuid.UUID] = set()
+        events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
+        for o in outcomes:
+            transition = _transition_of(o)
+            n = (
+                Job.objects.using(self.alias)
+                .filter(id=o.job_id, lease_token=o.lease_token, status__in=transition.sources)
+                .update(**self._finish_changes(o))
+            )
+            if n:
+                accepted.add(o.job_id)
+                events.extend((o.job_id, kind, data) for kind, data in o.events)
+                events.append((o.job_id, transition.event, o.event_data))
+        self._events(events)
+        for o in outcomes:
+            if o.kind == "waiting" and o.wait_token and o.job_id in accepted:
+                self._resume_if_resolved(o.job_id, o.wait_token)
+        return accepted
+
+    def complete(self, job: Job, result: Any = None) -> bool:
+        """Mark a claimed job completed under its lease."""
+        return job.id in self.finish([Finish(job.id, job.lease_token, "completed",  # type: ignore[arg-type]
+                                             result=result, attempt=job.attempts,
+                                             event_data={"attempt": job.attempts})])
+
+    def fail(self, job: Job, error: str, traceback: str = "") -> bool:
+        """Mark a claimed job failed (no further attempts) under its lease."""
+        history = append_error(job.error_history, job.attempts, error, traceback)
+        return job.id in self.finish([Finish(job.id, job.lease_token, "failed",  # type: ignore[arg-type]
+                                             error=error, traceback=traceback,
+                                             attempt=job.attempts, error_history=history,
+                                             event_data={"attempt": job.attempts, "error": error,
+                                                         "permanent": True})])
+
+    def release(self, job: Job) -> bool:
+        """Hand a claimed job back to pending without using its attempt."""
+        return job.id in self.finish([Finish(job.id, job.lease_token, "released",  # type: ignore[arg-type]
+                                             attempt=job.attempts,
+                                             event_data={"attempt": job.attempts})])
+
+    def _finish_changes(self, o: Finish) -> dict[str, Any]:
+        """The columns an outcome's transition sets (``models/transitions.py`` names them)."""
+        transition = _transition_of(o)
+        changes: dict[str, Any] = {"status": transition.target, "lease_token": None,
+                                   "lease_owner": "", "updated_at": Now()}
+        if transition is t.COMPLETE:
+            changes.update(result=o.result, completed_at=Now())
+        elif transition is t.RETRY:
+            changes.update(run_at=Now() + timedelta(seconds=o.delay), last_error=o.error,
+                           error_history=o.error_history)
+        elif transition is t.FAIL:
+            changes.update(completed_at=Now(), last_error=o.error, error_history=o.error_history)
+        elif transition is t.WAIT:
+            changes.update(attempts=F("attempts") - 1, run_at=o.until or Now(),
+                           wait_token=o.wait_token)
+            if o.steps is not None:
+                changes["steps"] = o.steps
+        elif transition is t.RELEASE:
+            # ``delay``: due again that much later (a type this worker has no handler for).
+            changes.update(attempts=F("attempts") - 1,
+                           run_at=Now() + timedelta(seconds=o.delay) if o.delay else Now())
+            if o.error:
+                changes["last_error"] = o.error
+        return changes
+
+    # -- leases, progress -----------------------------------------------------------------
+
+    def held_leases(self, leases: dict[uuid.UUID, uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these (job id -> lease token) are still held."""
+        if not leases:
+            return set()
+        rows = Job.objects.using(self.alias).filter(
+            id__in=list(leases), status=JobStatus.PROCESSING
+        ).values_list("id", "lease_token")
+        return {job_id for job_id, token in rows if leases.get(job_id) == token}
+
+    def set_progress(self, job_id: uuid.UUID, lease_token: uuid.UUID, percent: int) -> bool:
+        return bool(
+            Job.objects.using(self.alias)
+            .filter(id=job_id, lease_token=lease_token, status=JobStatus.PROCESSING)
+            .update(progress=percent, updated_at=Now())
+        )
+
+
+def _transition_of(o: Finish) -> t.Transition:
+    """The transition an attempt's outcome makes."""
+    try:
+        return t.OUTCOMES[o.kind]
+    except KeyError:  # pragma: no cover - programming error
+        raise ValueError(f"unknown outcome kind {o.kind!r}") from None

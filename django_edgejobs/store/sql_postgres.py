@@ -1,0 +1,141 @@
+"""Named SQL of PostgreSQL: every statement ``PostgresStore`` and the ``Listener`` run.
+
+Each statement's text is here once, under its name, built from the model's tables when the
+module loads; a builder function stands where the text depends on the call (which columns of
+an enqueue are arrays). The docstrings give the parameters, in order. The texts are what the
+server prepares (``PREPARED_STATEMENTS``): a change of one is a new prepared statement."""
+
+from __future__ import annotations
+
+from ..models import Job, JobEvent
+from .rows import job_columns
+
+JOBS = Job._meta.db_table
+EVENTS = JobEvent._meta.db_table
+
+# -- wake-ups ---------------------------------------------------------------------------------
+
+#: The notification channel: enqueue notifies it once per queue, workers LISTEN to it.
+CHANNEL = "django_edgejobs"
+
+#: The listener's statement, on its own connection (autocommit).
+LISTEN_SQL = f'LISTEN "{CHANNEL}"'
+
+#: Wake the workers of some queues when the transaction commits. Params: channel, queues.
+NOTIFY_SQL = "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q"
+
+# -- enqueue ----------------------------------------------------------------------------------
+
+
+def moment_column_sql(name: str) -> str:
+    """A parameter column of moments with its companion of seconds (``{name}_in``): the
+    moment given, else that many seconds from the statement's clock."""
+    return f"COALESCE({name}, statement_timestamp() + {name}_in * interval '1 second')"
+
+
+def json_column_sql(name: str) -> str:
+    """A parameter column of JSON text, as ``jsonb``."""
+    return f"{name}::jsonb"
+
+
+def scalar_param_sql(type_: str) -> str:
+    """One value of a column that every job of the enqueue shares (binary)."""
+    return f"%b::{type_}"
+
+
+def array_param_sql(type_: str) -> str:
+    """One array of a column's values, one per job (binary)."""
+    return f"%b::{type_}[]"
+
+
+def insert_jobs_sql(columns: str, selected: str, array_names: list[str],
+                    array_params: list[str], scalar_names: list[str], scalar_params: list[str],
+                    conflicts: bool) -> str:
+    """INSERT_JOBS: the rows, their ``added`` events and the notification, in one statement;
+    it yields each inserted job's id, run_at and expires_at (and the notices' count).
+
+    ``columns``: the job table's; ``selected``: what the SELECT yields for them from the
+    parameter columns, which come from ``unnest`` of the arrays (``array_names``) and one
+    ``VALUES`` row of the shared values (``scalar_names``). ``conflicts``: skip a row whose
+    idempotency key is taken. Params: the arrays, the shared values, the channel."""
+    sources = []
+    if array_names:
+        sources.append(f"unnest({', '.join(array_params)}) AS a({', '.join(array_names)})")
+    if scalar_names:
+        sources.append(f"(VALUES ({', '.join(scalar_params)})) AS s({', '.join(scalar_names)})")
+    conflict = "ON CONFLICT DO NOTHING " if conflicts else ""
+    return (
+        f'WITH j AS (INSERT INTO "{JOBS}" ({columns}) '
+        f"SELECT {selected} FROM {' CROSS JOIN '.join(sources)} "
+        f"{conflict}RETURNING id, queue, run_at, expires_at), "
+        f'e AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
+        "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
+        "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "
+        "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
+    )
+
+
+# -- claim ------------------------------------------------------------------------------------
+
+_DUE = ("status = 'pending' AND run_at <= statement_timestamp() "
+        "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
+# The claim index is ordered within a queue: "queue = ANY(...)" would read every due job of
+# those queues and sort them. Take the best ``limit`` of each queue by index (locking them),
+# then the best of those; one queue is the same plan with one loop.
+_PICKED = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
+           f'(SELECT id, priority, run_at FROM "{JOBS}" '
+           f"WHERE queue = q.name AND {_DUE} ORDER BY priority DESC, run_at "
+           "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
+           "ORDER BY j.priority DESC, j.run_at LIMIT %s")
+
+#: Take due pending jobs: processing, attempt counted, leased; their ``processing`` events;
+#: every column of the claimed rows (``rows.job_columns``), best first.
+#: Params: queues, limit (per queue), limit, owner, lease token.
+CLAIM_SQL = (
+    f"WITH picked AS MATERIALIZED ({_PICKED}), "
+    f'claimed AS (UPDATE "{JOBS}" AS t SET status = \'processing\', '
+    "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
+    "started_at = statement_timestamp(), updated_at = statement_timestamp() "
+    "FROM picked WHERE t.id = picked.id "
+    f"RETURNING {job_columns('t')}), "
+    f'ev AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
+    "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
+    "lease_owner), statement_timestamp() FROM claimed) "
+    "SELECT * FROM claimed ORDER BY priority DESC, run_at"
+)
+
+# -- finish -----------------------------------------------------------------------------------
+
+#: Complete jobs, each fenced by its lease, and write their ``completed`` events; yields the
+#: ids completed. Params: ids, lease tokens, results (JSON text), event data (JSON text).
+COMPLETE_MANY_SQL = (
+    "WITH v (id, token, result, event) AS (SELECT * FROM "
+    "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])), "
+    f'u AS (UPDATE "{JOBS}" AS t SET status = \'completed\', '
+    "result = v.result::jsonb, "
+    "completed_at = statement_timestamp(), updated_at = statement_timestamp(), "
+    "lease_token = NULL, lease_owner = '' FROM v "
+    "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
+    "RETURNING t.id, v.event) "
+    f'INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
+    "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u "
+    "RETURNING job_id"
+)
+
+# -- reads ------------------------------------------------------------------------------------
+
+_TAGS = f'"{JOBS}"."tags"'
+#: A job carries every tag. Params: the tags (JSON text).
+TAGS_ALL_SQL = f"{_TAGS} @> %s::jsonb"
+#: ... every tag and no other. Params: the tags (JSON text), twice.
+TAGS_EXACT_SQL = f"({_TAGS} @> %s::jsonb AND {_TAGS} <@ %s::jsonb)"
+#: ... one of the tags. Params: the tags.
+TAGS_ANY_SQL = f"{_TAGS} ?| %s::text[]"
+#: ... none of the tags. Params: the tags.
+TAGS_NONE_SQL = f"NOT ({_TAGS} ?| %s::text[])"
+
+#: (status, bucket, count) of the jobs completed and failed in ``size``-second buckets.
+#: Params: start, size, 'completed', 'failed', start, end.
+HISTOGRAM_SQL = (f"SELECT status, floor(extract(epoch FROM completed_at - %s) / %s)::int, "
+                 f'count(*) FROM "{JOBS}" WHERE status IN (%s, %s) AND completed_at >= %s '
+                 f"AND completed_at < %s GROUP BY 1, 2")
