@@ -17,6 +17,8 @@ class EdgeJobsConfig(AppConfig):
         self.registry = Registry()
 
     def ready(self) -> None:
+        # Imported here, once the models are loaded (this module is imported before they
+        # are): checks.py imports models, and both register checks or signal receivers.
         from . import checks  # noqa: F401 - registers the system checks
         from .tasks import TASK_TYPE_PREFIX, resolve_task_type
 

@@ -7,7 +7,11 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import unknown_keys
+from . import crontimes
+from .conf import MAX_CONCURRENCY, get_settings, unknown_keys
+from .models import Job, JobStatus
+from .registry import get_registry
+from .services import schedules
 
 
 @register(Tags.compatibility)
@@ -63,6 +67,8 @@ _HINTS = {
     "QUEUES": "For example ['default', 'emails'].",
     "DEFAULT_RETRY_BACKOFF": "True or False.",
     "PREPARED_STATEMENTS": "True or False.",
+    "CONCURRENCY": f"An integer from 1 to {MAX_CONCURRENCY} (--concurrency has the same bound); "
+                   "for more, run more worker processes.",
 }
 
 
@@ -78,6 +84,8 @@ def _value_problem(name: str, value: Any) -> str | None:
     elif name in _POSITIVE_INT:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             return "must be a positive integer"
+        if name == "CONCURRENCY" and value > MAX_CONCURRENCY:
+            return f"must be at most {MAX_CONCURRENCY}"
     elif name in _NON_NEGATIVE_INT:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return "must be an integer >= 0"
@@ -99,10 +107,6 @@ _CRON_HINT = ("Each entry: {'cron': '0 9 * * 1-5', 'type': 'app.job', 'payload':
 @register(Tags.compatibility)
 def check_cron(app_configs: Any = None, **kwargs: Any) -> list:
     """EDGEJOBS["CRON"]: each entry must be a schedule add_cron would accept."""
-    from . import crontimes
-    from .registry import get_registry
-    from .services import schedules
-
     raw = getattr(settings, "EDGEJOBS", None)
     declared = raw.get("CRON") if isinstance(raw, dict) else None
     if declared is None:
@@ -219,8 +223,6 @@ def edge_cache_problems(caches: dict[str, Any]) -> list:
 def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> list:
     from django.db import router
 
-    from .models import Job
-
     alias = router.db_for_write(Job) or "default"
     return sqlite_problems(getattr(settings, "DATABASES", {}) or {}, alias)
 
@@ -245,8 +247,6 @@ def queued_type_counts(alias: str) -> list[tuple[str, int]]:
     from django.db import connections, transaction
     from django.db.models import CharField, Count, F, Func
 
-    from .models import Job, JobStatus
-
     connection = connections[alias]
     # SQLite would rather walk the whole (type, created_at) index, finished jobs included,
     # than sort a few groups: grouping by an expression of the type leaves it the status index.
@@ -263,8 +263,6 @@ def queued_type_counts(alias: str) -> list[tuple[str, int]]:
 
 def unknown_type_problems(counts: list[tuple[str, int]], registry: Any) -> list:
     """W003: queued jobs whose type this process has no handler for."""
-    from .conf import get_settings
-
     unknown = sorted(((t, n) for t, n in counts if t not in registry), key=lambda r: (-r[1], r[0]))
     if not unknown:
         return []
@@ -294,9 +292,6 @@ def check_unknown_job_types(app_configs: Any = None, databases: Any = None,
     only. Skipped when the jobs' database is not among those, not reachable or not migrated."""
     from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError, router
-
-    from .models import Job
-    from .registry import get_registry
 
     alias = router.db_for_write(Job) or "default"
     if not databases or alias not in databases:

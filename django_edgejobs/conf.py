@@ -10,12 +10,17 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+#: The most handler threads one worker process may run (``CONCURRENCY``, ``--concurrency``).
+#: Each thread that touches the database holds a connection, and threads share one interpreter
+#: lock: past a few hundred, more worker processes serve better than more threads in one.
+MAX_CONCURRENCY = 1024
+
 
 @dataclass(frozen=True)
 class EdgeJobsSettings:
     QUEUES: tuple[str, ...] = ("default",)
-    CONCURRENCY: int = 4
-    BATCH_SIZE: int = 0  # 0: the concurrency
+    CONCURRENCY: int = 4  # 1..MAX_CONCURRENCY
+    BATCH_SIZE: int = 0  # 0: adaptive (the concurrency at first, up to 50 for short jobs)
     POLL_INTERVAL: float = 1.0
     HEARTBEAT_INTERVAL: float = 5.0
     WORKER_TIMEOUT: float = 30.0

@@ -127,7 +127,9 @@ def job(
     ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
     before each attempt; the handler then receives an instance of a dataclass or model schema
     (a TypedDict payload stays a dict)."""
+    # Imported when @job runs: importing the package and ``job`` loads no services module.
     from .services.validation import MAX_TYPE_LENGTH, lone_surrogate, validate_options
+
     if not isinstance(type, str) or not type.strip():
         raise ImproperlyConfigured(f"@job needs a non-empty string type, got {type!r}")
     if len(type) > MAX_TYPE_LENGTH or "\x00" in type or lone_surrogate(type):

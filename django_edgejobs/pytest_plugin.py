@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 @pytest.fixture
 def edgejobs_run(db: None) -> Callable[..., int]:
     """Run every due job now, in this test's transaction: ``edgejobs_run(queue=None) -> int``."""
+    # Imported when a fixture is used: pytest loads this plugin at start-up, before
+    # pytest-django has configured Django, and in projects that never use these fixtures.
     from .testing import run_jobs
 
     return run_jobs

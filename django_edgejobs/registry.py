@@ -50,6 +50,8 @@ class JobType:
 
     def __post_init__(self) -> None:
         if self.schema is not None:
+            # Imported when needed: the registry is imported with the package's public face
+            # (``job``) and by apps.py while the app registry loads, which load no services.
             from .services.schemas import compile_schema
 
             self.payload_schema = compile_schema(self.schema, where=f"@job({self.name!r})")

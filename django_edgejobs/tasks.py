@@ -43,8 +43,19 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from . import signals
+from .conf import get_settings
 from .exceptions import UnknownJobType
 from .registry import JobType
+from .services.validation import (
+    validate_idempotency_key,
+    validate_options,
+    validate_queue,
+    validate_tags,
+)
+
+# The models, the store and the services that use them are imported inside the functions
+# below: django.tasks imports this backend as soon as a Task is declared, which may be while
+# the app registry is still loading, before models can be imported.
 
 if TYPE_CHECKING:
     from .models import Job
@@ -89,17 +100,15 @@ class EdgeTask(Task):
     idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
-        from .services import validation as v
-
         where = f"@task {getattr(self.func, '__qualname__', self.func)}"
         try:
-            options = v.validate_options(
+            options = validate_options(
                 {name: getattr(self, name) for name in ("max_attempts", "retry_delay",
                                                          "retry_backoff", "retry_delay_max",
                                                          "timeout")}, where=where)
-            options["tags"] = tuple(v.validate_tags(self.tags, where=where))
-            options["idempotency_key"] = v.validate_idempotency_key(self.idempotency_key,
-                                                                    where=where)
+            options["tags"] = tuple(validate_tags(self.tags, where=where))
+            options["idempotency_key"] = validate_idempotency_key(self.idempotency_key,
+                                                                  where=where)
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
         for name, value in options.items():
@@ -265,8 +274,6 @@ class EdgeTaskValidation:
     supports_defer: bool
 
     def validate_task(self, task: Task) -> None:
-        from .services.validation import validate_queue
-
         run_after = task.run_after
         if isinstance(run_after, timedelta):
             if not self.supports_defer:
@@ -375,9 +382,6 @@ class EdgeJobsBackend(EdgeTaskValidation, BaseTaskBackend):
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         from django.apps import apps
-
-        from .conf import get_settings
-        from .services.validation import validate_queue
 
         found = list(super().check(**kwargs))
         where = f"TASKS[{self.alias!r}]"

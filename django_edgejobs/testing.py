@@ -29,8 +29,14 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 
+from .conf import get_settings
 from .exceptions import PermanentError
+from .services.validation import check_result
 from .tasks import TASK_TYPE_PREFIX, EdgeTask, EdgeTaskValidation, held_key
+
+# The models, the store, the worker and the services that use them are imported inside the
+# functions below: ImmediateBackend and DummyBackend are task backends, which django.tasks
+# imports as soon as a Task is declared, possibly while the app registry is still loading.
 
 if TYPE_CHECKING:
     from .models import Job
@@ -179,9 +185,6 @@ class ImmediateBackend(EdgeTaskValidation, DjangoImmediateBackend):
         return result
 
     def _execute_task(self, task_result: TaskResult) -> None:
-        from .conf import get_settings
-        from .services.validation import check_result
-
         object.__setattr__(task_result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=task_result)
         task = task_result.task

@@ -11,6 +11,8 @@ from django.views.decorators.http import require_POST
 
 from .conf import get_settings
 from .exceptions import InvalidPayload
+from .models.token import read_signed
+from .services.tokens import complete_token, get_token
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -23,9 +25,6 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 @require_POST
 def complete_token_view(request: HttpRequest, signed: str) -> JsonResponse:
     """POST a JSON body (the token's output; empty means null) to the signed URL."""
-    from .models.token import read_signed
-    from .services.tokens import complete_token
-
     limit = get_settings().TOKEN_CALLBACK_MAX_BYTES
     try:
         declared = int(request.headers.get("Content-Length") or 0)
@@ -51,8 +50,6 @@ def complete_token_view(request: HttpRequest, signed: str) -> JsonResponse:
     except InvalidPayload as exc:
         return _error(400, "bad_output", str(exc))
     if not done:
-        from .services.tokens import get_token
-
         token = get_token(token_id)
         if token is not None and token.status == token.Status.TIMED_OUT:
             return _error(410, "expired", "this link expired with its token")

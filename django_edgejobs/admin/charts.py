@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from .display import human_duration
+
 WIDTH, HEIGHT = 640, 180
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 8, 10, 22
 
@@ -37,8 +39,6 @@ def nice_max(value: float) -> float:
 
 def _fmt(value: float, unit: str) -> str:
     if unit == "s":
-        from .display import human_duration
-
         return human_duration(value)
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 

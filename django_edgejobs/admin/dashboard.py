@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from ..store import get_store
 from . import charts, display, stats
 
 REFRESH_CHOICES = (0, 10, 30, 60)
@@ -79,8 +80,6 @@ def refresh_seconds(request: HttpRequest) -> int:
 
 @require_GET
 def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
-    from ..store import get_store
-
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
     data = stats.collect(get_store().db_now())

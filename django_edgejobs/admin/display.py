@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..conf import get_settings
+
 MASK = "********"
 #: A string value longer than this is cut inside the JSON tree.
 MAX_STRING = 2_000
@@ -27,8 +29,6 @@ def _norm(key: str) -> str:
 
 
 def redact_keys() -> tuple[str, ...]:
-    from ..conf import get_settings
-
     return tuple(k for k in (_norm(str(k)) for k in get_settings().REDACT_KEYS) if k)
 
 

@@ -8,7 +8,12 @@ from datetime import timedelta
 
 from django.contrib import admin
 
+from ..conf import get_settings
+from ..models import CronSchedule
 from ..models.job import FINISHED_STATUSES, JobStatus
+from ..registry import get_registry
+from ..services.jobs import filter_tags
+from ..store import get_store
 
 #: "Overdue": due for longer than this, yet unclaimed.
 OVERDUE_AFTER = 60.0
@@ -17,9 +22,9 @@ OVERDUE_AFTER = 60.0
 def db_now():
     """The database's clock, read once: a constant in the query, where ``Now() - interval``
     costs SQLite a Python function call per row."""
-    from ..store import get_store
-
     return get_store().db_now()
+
+
 FINISHED_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 
 
@@ -49,9 +54,6 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
-        from ..conf import get_settings
-        from ..registry import get_registry
-
         names = set(get_settings().QUEUES) | {jt.queue for jt in get_registry()}
         return _with_current([(q, q) for q in sorted(names)], self.value())
 
@@ -64,8 +66,6 @@ class TypeFilter(admin.SimpleListFilter):
     parameter_name = "type"
 
     def lookups(self, request, model_admin):
-        from ..registry import get_registry
-
         return _with_current([(n, n) for n in get_registry().names()], self.value())
 
     def queryset(self, request, queryset):
@@ -80,14 +80,10 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
-        from ..models import CronSchedule
-
         names = CronSchedule.objects.order_by("name").values_list("name", flat=True)[:50]
         return _with_current([(f"cron:{n}", f"cron:{n}") for n in names], self.value())
 
     def queryset(self, request, queryset):
-        from ..services.jobs import filter_tags
-
         if not self.value():
             return queryset
         try:
@@ -108,8 +104,6 @@ class AttentionFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        from ..conf import get_settings
-
         value = self.value()
         if value == "stuck":
             return queryset.stuck(get_settings().WORKER_TIMEOUT, now=db_now())

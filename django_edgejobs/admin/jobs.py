@@ -17,9 +17,13 @@ from django.utils.html import format_html
 
 from ..models import CronSchedule, Job, JobEvent, JobStatus
 from ..services import lifecycle
+from ..services.jobs import filter_tags, parse_job_id
+from ..services.validation import validate_tags
+from ..store import get_store
 from . import actions as job_actions
 from . import display
 from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
+from .dashboard import dashboard_view
 from .filters import (
     AttentionFilter,
     FinishedFilter,
@@ -39,9 +43,6 @@ def tag_condition(tag: str):
     """A boolean expression: the job has this tag (the store's SQL for the vendor)."""
     from django.db.models import BooleanField, ExpressionWrapper
     from django.db.models.expressions import RawSQL
-
-    from ..services.validation import validate_tags
-    from ..store import get_store
 
     sql, params = get_store().tag_condition(validate_tags([tag], where="search"), "any")
     return ExpressionWrapper(RawSQL(sql, params), output_field=BooleanField())
@@ -167,8 +168,6 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
         """Exact matches only, so each term is an index look-up (tags excepted: a JSON test)."""
-        from ..services.jobs import filter_tags, parse_job_id
-
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -225,8 +224,6 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
     # -- the detail page ------------------------------------------------------------------
 
     def get_urls(self):
-        from .dashboard import dashboard_view
-
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(lambda request: dashboard_view(request, self)),
@@ -331,8 +328,6 @@ class JobEventAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.Mod
         return False
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
-        from ..services.jobs import parse_job_id
-
         if not search_term.strip():
             return queryset, False
         job_id = parse_job_id(search_term.strip())

@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 
 from ..crontimes import get_zone, parse_expression
 from ..models import CronSchedule, CronTick
+from ..registry import get_registry
 from ..services import schedules as services
 from .base import GuardedActionsMixin, UrlInputMixin, log_change
 
@@ -39,8 +40,6 @@ class CronScheduleForm(forms.ModelForm):
         fields = FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from ..registry import get_registry
-
         super().__init__(*args, **kwargs)
         names = get_registry().names()
         current = self.instance.type if self.instance.pk else None

@@ -23,6 +23,7 @@ from django.db.models import Count, Min
 from ..conf import get_settings
 from ..models import CronSchedule, Job, Worker
 from ..models.job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
+from ..store import get_store
 from .filters import OVERDUE_AFTER
 
 SAMPLE = 100
@@ -69,8 +70,6 @@ def day_buckets(now: datetime) -> Buckets:
 
 def throughput(buckets: Buckets) -> dict[str, list[int]]:
     """Jobs completed and failed per bucket: one index-only query (the store's SQL)."""
-    from ..store import get_store
-
     return get_store().finished_histogram(buckets.start, int(buckets.size.total_seconds()),
                                           buckets.count)
 

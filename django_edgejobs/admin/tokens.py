@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from ..exceptions import InvalidPayload
 from ..models import WaitToken
+from ..services.jobs import parse_job_id
 from ..services.tokens import complete_token
 from . import display
 from .base import (
@@ -63,8 +64,6 @@ class WaitTokenAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.Mo
         return request.user.has_perm("django_edgejobs.change_waittoken")
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
-        from ..services.jobs import parse_job_id
-
         term = search_term.strip()
         if not term:
             return queryset, False

@@ -16,11 +16,10 @@ from ..conf import get_settings
 from ..models import Worker
 from . import display
 from .base import GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
+from .filters import db_now
 
 
 def _threshold():
-    from .filters import db_now
-
     return db_now() - timedelta(seconds=get_settings().WORKER_TIMEOUT)
 
 

@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .base import RateLimit
+from .missing import MissingRedisEdgeCache, redis_extra_missing
 
 __all__ = ["DatabaseEdgeCache", "RateLimit", "RedisEdgeCache"]
 
@@ -28,8 +29,6 @@ def __getattr__(name: str) -> Any:
     try:
         value = getattr(import_module(module, __name__), name)
     except ImportError:
-        from .missing import MissingRedisEdgeCache, redis_extra_missing
-
         if name != "RedisEdgeCache" or not redis_extra_missing():
             raise
         # Without the [redis] extra: a stand-in that Django can create (so `manage.py check`

@@ -36,6 +36,8 @@ class CacheStore:
     """SQL for one LOCATION of the cache table, on the database alias given per call."""
 
     def __init__(self, location: str) -> None:
+        # Not at module level: Django imports cache backends from settings, possibly before
+        # the app registry is ready (models cannot be imported then).
         from django_edgejobs.models import CacheEntry
 
         self.location = location

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .clock import Now
+from .worker import Worker
 
 
 class JobStatus(models.TextChoices):
@@ -22,6 +23,10 @@ class JobStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING)
 FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+#: The prefix of the keys of ``Job.steps`` that the runtime writes (the handler's waits and
+#: tokens); a handler's own step names may not start with it.
+RESERVED = "edgejobs:"
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -57,8 +62,6 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Processing on a worker that stopped, or has not beaten for ``worker_timeout``
         seconds (the jobs the supervisor's reclaim will give back). ``now``: the database's
         clock read once (default: ``Now()`` in SQL)."""
-        from .worker import Worker
-
         threshold = (Now() if now is None else now) - timedelta(seconds=worker_timeout)
         alive = Worker.objects.using(self.db).filter(
             last_heartbeat__gte=threshold, stopped_at__isnull=True).values("id")

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
 
 from ..crontimes import CronTimes
-
-if TYPE_CHECKING:
-    from .job import Job
+from .job import Job
 
 
 class CronOutcome(models.TextChoices):
@@ -99,8 +96,6 @@ class CronSchedule(models.Model):
     @property
     def last_job(self) -> Job | None:
         """The job of the last tick or trigger (None when there is none or it was pruned)."""
-        from .job import Job
-
         if self.last_job_id is None:
             return None
         return Job.objects.using(self._state.db).filter(id=self.last_job_id).first()

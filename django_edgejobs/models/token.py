@@ -10,6 +10,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .clock import Now
+from .event import JobEvent
+from .job import Job
+from .transitions import RESUME
 
 #: The salt of a token's signed callback value (``SECRET_KEY`` signs it).
 SALT = "django_edgejobs.token-callback"
@@ -24,10 +27,6 @@ def resume_jobs_of_deleted(using: str, tokens: list[tuple[str, uuid.UUID]]) -> N
     used), and its handler's ``wait_for_token`` returns ``TokenResult(ok=False,
     error="token … was deleted")``. ``tokens``: (token id, job id) of the deleted tokens that
     were waiting."""
-    from .event import JobEvent
-    from .job import Job
-    from .transitions import RESUME
-
     resumed = []
     for token_id, job_id in tokens:
         if Job.objects.using(using).filter(

@@ -20,15 +20,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import LeaseLost, StepError, Wait
+from ..models import WaitToken
+from ..models.job import RESERVED  # the reserved step-name prefix, still importable from here
+from ..services.tokens import TokenResult
+from ..services.validation import check_result, validate_tags
 
 logger = logging.getLogger("django_edgejobs.worker")
 
 if TYPE_CHECKING:
-    from ..models import Job, WaitToken
-    from ..services.tokens import TokenResult
+    from ..models import Job
     from ..store import Store
-
-RESERVED = "edgejobs:"
 
 
 def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -159,8 +160,6 @@ class JobContext:
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn()`` once for this job: its JSON result is stored, and a re-invoked handler
         gets the stored result without ``fn`` running again."""
-        from ..services.validation import check_result
-
         if not isinstance(name, str) or not name:
             raise StepError(f"a step name must be a non-empty string, got {name!r}")
         if name.startswith(RESERVED):
@@ -216,9 +215,6 @@ class JobContext:
                      tags: Any = None) -> WaitToken:
         """A token that something outside completes (``complete_token`` or its signed URL).
         Replay-safe: a re-invoked handler gets the same token."""
-        from ..models import WaitToken
-        from ..services.validation import validate_tags
-
         self._tokens += 1
         key = f"{RESERVED}token:{self._tokens}"
         if key in self.steps:
@@ -243,9 +239,6 @@ class JobContext:
     def wait_for_token(self, token_id: str) -> TokenResult:
         """The token's result if it is completed or timed out; otherwise suspend the job until
         it is (the handler is then re-invoked and this call returns the result)."""
-        from ..models import WaitToken
-        from ..services.tokens import TokenResult
-
         token_id = getattr(token_id, "id", token_id)
         token = blocking(self._store.check_token, token_id)
         if token is None and token_id in self._own_tokens():

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from ..conf import get_settings
 from ..exceptions import PermanentError, Retry, UnknownJobType, Wait
 from ..services.retry import retry_delay
 from ..services.validation import check_result
 from ..store.base import Finish, append_error
-from .forcekill import RemoteError
+from .forcekill import RemoteError, run_in_child
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -65,8 +66,6 @@ def run_handler(job_type: JobType, job: Job, ctx: JobContext) -> Any:
     # PermanentError: the same payload would fail every retry.
     payload = job_type.load_payload(job.payload)
     if job_type.force_kill:
-        from .forcekill import run_in_child
-
         return run_in_child(job_type, job, ctx)  # the child loads the payload itself
     if job_type.is_async:
         return async_to_sync(job_type.func)(payload, ctx)
@@ -97,8 +96,6 @@ def unknown_type(job: Job, ctx: JobContext) -> Finish:
     job was enqueued by newer code). Within ``UNKNOWN_TYPE_GRACE`` of its creation the job is
     released, its attempt given back and its run time pushed a little, for a worker that has
     the handler; after it, the job fails for good."""
-    from ..conf import get_settings
-
     grace = float(get_settings().UNKNOWN_TYPE_GRACE)
     # Both on the database's clock where the store writes it: the claim stamps started_at.
     now = job.started_at or timezone.now()

@@ -20,7 +20,10 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
+# The child (child_main) imports this module before it sets Django up: no models here.
 from ..exceptions import EdgeJobsError, PermanentError, Retry, StepError
+from ..registry import get_registry
+from ..services.validation import check_result
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -98,9 +101,6 @@ def child_main(fd: int, parent: int) -> None:
         settings.DATABASES[alias].update(overrides)
     django.setup()
     from asgiref.sync import async_to_sync
-
-    from ..registry import get_registry
-    from ..services.validation import check_result
 
     meta = spec["meta"]
     try:

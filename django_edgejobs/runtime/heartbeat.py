@@ -7,6 +7,8 @@ import threading
 import uuid
 from collections.abc import Callable
 
+from ..store import get_store
+
 logger = logging.getLogger("django_edgejobs.worker")
 
 
@@ -27,8 +29,6 @@ class Heartbeat:
 
     def run_once(self) -> set[uuid.UUID]:
         """Beat once; return the ids of in-flight jobs whose lease this worker lost."""
-        from ..store import get_store
-
         store = get_store()
         with self._lock:
             done, self._done = self._done, 0

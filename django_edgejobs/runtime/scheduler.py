@@ -25,6 +25,7 @@ from ..conf import get_settings
 from ..crontimes import CronTimes
 from ..models import CronOutcome
 from ..services import schedules
+from ..services.enqueue import _write
 from ..store import get_store
 from ..store.cron import CronStore
 from .db import reset_connection
@@ -117,8 +118,6 @@ class Scheduler:
     def fire(self, schedule: CronSchedule, tick: datetime, now: datetime | None = None) -> str:
         """Handle one tick in one transaction: enqueue its job, or record why not. Returns
         the outcome, or ``"lost"`` when another scheduler handled this (or a later) tick."""
-        from ..services.enqueue import _write
-
         try:
             job = schedules.build_cron_job(schedule, run_at=tick)
             error = ""

@@ -8,6 +8,9 @@ from typing import Any
 
 from .. import signals
 from ..conf import get_settings
+from ..models import Job, JobStatus
+from ..services.tokens import expire_timed_out_tokens
+from ..store import get_store
 
 logger = logging.getLogger("django_edgejobs.supervisor")
 
@@ -26,15 +29,10 @@ def reclaim_orphans(worker_id: str) -> int:
 
 def resume_due_waits() -> int:
     """Put jobs whose time wait is over back to pending (the supervisor does this)."""
-    from ..store import get_store
-
     return get_store().resume_due()
 
 
 def _reclaim(step) -> int:
-    from ..models import Job, JobStatus
-    from ..store import get_store
-
     total = 0
     while True:
         rows = step(get_store())
@@ -51,9 +49,6 @@ def _reclaim(step) -> int:
 
 def cancel_expired_jobs() -> int:
     """Cancel pending jobs whose ``expires`` moment has passed; returns how many."""
-    from ..models import Job
-    from ..store import get_store
-
     total = 0
     while True:
         ids = get_store().expire_jobs()
@@ -69,15 +64,11 @@ def cancel_expired_jobs() -> int:
 
 def cleanup_old_jobs(days: float | None = None) -> int:
     """Delete completed, failed and cancelled jobs finished more than ``days`` ago."""
-    from ..store import get_store
-
     return get_store().prune_jobs(get_settings().KEEP_FINISHED_DAYS if days is None else days)
 
 
 def cleanup_old_job_events(days: float | None = None) -> int:
     """Delete job events older than ``days``."""
-    from ..store import get_store
-
     return get_store().prune_events(get_settings().KEEP_EVENTS_DAYS if days is None else days)
 
 
@@ -90,9 +81,6 @@ class Supervisor:
         self._last_prune: float | None = None
 
     def run_once(self) -> dict[str, Any]:
-        from ..services.tokens import expire_timed_out_tokens
-        from ..store import get_store
-
         done: dict[str, Any] = {"reclaimed": reclaim_stuck_jobs(),
                                 "resumed": resume_due_waits(),
                                 "expired": cancel_expired_jobs(),

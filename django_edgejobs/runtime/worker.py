@@ -50,6 +50,16 @@ ADAPTIVE_BUFFER_SECONDS = 0.1
 ADAPTIVE_MAX_BATCH = 50
 
 
+class WorkerStartError(RuntimeError):
+    """``Worker.run`` could not start its threads (or its scheduler); the worker has shut down
+    what it started and marked its ``Worker`` row stopped. The cause is ``__cause__``."""
+
+    def __init__(self, worker_id: str, cause: BaseException, threads_started: int):
+        self.worker_id, self.threads_started = worker_id, threads_started
+        super().__init__(f"worker {worker_id} could not start: {type(cause).__name__}: {cause} "
+                         f"(after {threads_started} of its threads started); it is marked stopped")
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -233,11 +243,14 @@ class Worker:
                     ",".join(self.queues), self.concurrency,
                     f"adaptive ({self.concurrency}-{max(self.concurrency, ADAPTIVE_MAX_BATCH)})"
                     if self.adaptive else self.batch_size)
-        self._start_services()
         try:
+            try:
+                self._start_services()
+            except Exception as exc:  # e.g. "can't start new thread": stop what did start
+                raise WorkerStartError(self.id, exc, len(self._threads)) from exc
             self._loop()
         finally:
-            self._shutdown()
+            self._shutdown()  # also deregisters: the row is marked stopped
         return self.exit_code
 
     def _start_services(self) -> None:

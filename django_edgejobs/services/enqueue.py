@@ -15,7 +15,9 @@ from django.utils import timezone
 from .. import signals
 from ..conf import get_settings
 from ..exceptions import UnknownJobType
+from ..models import Job
 from ..registry import get_registry
+from ..store import get_store
 from . import validation as v
 
 #: Keys an ``enqueue_many`` item may carry besides type and payload.
@@ -58,8 +60,6 @@ class _Builder:
         self.conf = get_settings()
         self.now = timezone.now()
         self._specs: dict[tuple[Any, ...], _Spec] = {}
-        from ..models import Job
-
         self.plain = not (pre_init.has_listeners(Job) or post_init.has_listeners(Job))
 
     def build(self, type: str, payload: Any, where: str, options: Mapping[str, Any]):
@@ -157,8 +157,6 @@ _FIELDS: list[tuple[str, Any, bool]] | None = None
 
 def _fields() -> list[tuple[str, Any, bool]]:
     global _FIELDS
-    from ..models import Job
-
     if _FIELDS is None:
         _FIELDS = [(f.attname, f.default, True) if f.has_default() and callable(f.default)
                    else (f.attname, f.get_default(), False)  # immutable: 0, "", "pending", None
@@ -186,8 +184,6 @@ def _new_job(values: dict[str, Any], plain: bool):
 
     Django's keyword path in ``Model.__init__`` costs about as much as the rest of enqueue
     together; its positional path is the one reproduced below."""
-    from ..models import Job
-
     if not plain:
         # positional: one argument per concrete field, then the transient attributes
         job = Job(*[values.pop(name) for name, _, _ in _fields()])  # type: ignore[misc]
@@ -253,8 +249,6 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
 
 
 def _write(jobs: list) -> list:
-    from ..store import get_store
-
     store = get_store()
     written = store.insert(jobs)
     if signals.job_enqueued.has_listeners():

@@ -8,6 +8,8 @@ from typing import Any
 from django.db.models import BooleanField, ExpressionWrapper
 from django.db.models.expressions import RawSQL
 
+from ..models import Job, JobEvent, JobStatus
+from ..store import get_store
 from . import validation as v
 
 TAG_MODES = ("exact", "all", "any", "none")
@@ -27,8 +29,6 @@ def parse_job_id(job_id: Any) -> uuid.UUID | None:
 
 def get_job(job_id: Any):
     """The Job with this id (a UUID or its string), or None."""
-    from ..models import Job
-
     parsed = parse_job_id(job_id)
     if parsed is None:
         return None
@@ -42,8 +42,6 @@ def check_tag_mode(mode: Any) -> None:
 
 def filter_tags(qs, tags: Any, mode: str = "all"):
     """Narrow a Job queryset to jobs whose tags match ``tags`` under ``mode``."""
-    from ..store import get_store
-
     check_tag_mode(mode)
     tags = v.validate_tags(tags, where="tags")
     sql, params = get_store().tag_condition(tags, mode)
@@ -52,8 +50,6 @@ def filter_tags(qs, tags: Any, mode: str = "all"):
 
 def jobs_queryset(type: str | None = None, status: str | None = None,
                   queue: str | None = None, tags: Any = None, tag_mode: str = "all"):
-    from ..models import Job, JobStatus
-
     check_tag_mode(tag_mode)
     qs = Job.objects.all()
     if type is not None:
@@ -91,8 +87,6 @@ def get_jobs_by_tags(tags: Any, mode: str = "all", limit: int | None = None) -> 
 
 def get_job_events(job_id: Any) -> list:
     """The job's events, oldest first."""
-    from ..models import JobEvent
-
     parsed = parse_job_id(job_id)
     if parsed is None:
         return []

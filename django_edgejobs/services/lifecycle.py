@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from .. import signals
+from ..conf import get_settings
+from ..models import Job, JobEvent, JobStatus
 from ..models.clock import Now
+from ..models.job import RESERVED
 from ..models.transitions import CANCEL, EDIT, MANUAL_RETRY, RESUME, RUN_NOW, Transition
+from ..registry import get_registry
+from ..store import get_store
 from . import validation as v
 from .jobs import check_tag_mode, filter_tags, parse_job_id
 
@@ -22,18 +29,10 @@ EDITABLE = frozenset({
 })
 
 
-def _store():
-    from ..store import get_store
-
-    return get_store()
-
-
 def _after_commit(signal, job_ids: list, **kwargs: Any) -> None:
     """Send ``signal`` for each changed job once the caller's transaction commits."""
-    from ..models import Job
-
     if job_ids and signal.has_listeners():
-        alias = _store().alias
+        alias = get_store().alias
         jobs = list(Job.objects.using(alias).filter(id__in=job_ids))  # the state just written
         transaction.on_commit(
             lambda: [signal.send(sender=j.__class__, job=j, **kwargs) for j in jobs],
@@ -47,11 +46,9 @@ def _change(job_ids: list, transition: Transition, changes: dict[str, Any],
     event) for those of ``job_ids`` it allows, setting ``changes`` too, in one transaction;
     return the ids changed. ``wake``: the jobs may be due now, so wake the workers of their
     queues when the transaction commits."""
-    from ..models import Job, JobEvent
-
     allowed, event = transition.sources, transition.event
     changes = {**changes, "status": transition.target}
-    store = _store()
+    store = get_store()
     alias = store.alias
     jobs = Job.objects.using(alias)
     with transaction.atomic(using=alias):
@@ -82,8 +79,6 @@ def cancel_job(job_id: Any) -> bool:
 def cancel_all_upcoming(type: str | None = None, queue: str | None = None,
                         tags: Any = None, tag_mode: str = "all") -> int:
     """Cancel every pending or waiting job matching the filters; returns how many."""
-    from ..models import Job, JobStatus
-
     check_tag_mode(tag_mode)
     qs = Job.objects.filter(status__in=(JobStatus.PENDING, JobStatus.WAITING))
     if type is not None:
@@ -102,9 +97,6 @@ def retry_job(job_id: Any) -> bool:
 
 def _check_schema(job_id: Any, payload: Any, *, where: str) -> Any:
     """A new payload for a job, checked against its type's schema like on enqueue."""
-    from ..models import Job
-    from ..registry import get_registry
-
     parsed = parse_job_id(job_id)
     type_name = (Job.objects.filter(id=parsed).values_list("type", flat=True).first()
                  if parsed is not None else None)
@@ -116,11 +108,6 @@ def _check_schema(job_id: Any, payload: Any, *, where: str) -> Any:
 
 def edit_job(job_id: Any, **changes: Any) -> bool:
     """Change a pending job; False when it is not pending (or unknown). Bad values raise."""
-    from django.conf import settings as _  # noqa: F401 - settings must be configured
-    from django.utils import timezone
-
-    from ..conf import get_settings
-
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValueError(f"edit_job: cannot edit {', '.join(sorted(unknown))}; editable: "
@@ -223,12 +210,7 @@ def run_jobs_now(job_ids: Any) -> list:
 
 
 def _run_now(job_ids: list) -> list:
-    from django.utils.dateparse import parse_datetime
-
-    from ..models import Job, JobEvent
-    from ..runtime.context import RESERVED
-
-    store = _store()
+    store = get_store()
     alias = store.alias
     jobs = Job.objects.using(alias)
     wait_prefix = f"{RESERVED}wait:"

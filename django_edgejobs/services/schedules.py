@@ -16,8 +16,12 @@ from django.db import IntegrityError, transaction
 from ..conf import get_settings
 from ..crontimes import get_zone, parse_expression
 from ..exceptions import UnknownJobType
+from ..models import CronSchedule, Job
 from ..registry import get_registry
+from ..store import get_store
+from ..store.cron import CronStore, cron_tag
 from . import validation as v
+from .enqueue import _write, build_job
 
 logger = logging.getLogger("django_edgejobs.scheduler")
 
@@ -92,9 +96,6 @@ def _definition(schedule: Any) -> dict[str, Any]:
 
 def build_cron_job(schedule: Any, run_at: datetime | None = None):
     """An unsaved Job of this schedule: its type, payload and options, the tag cron:<name>."""
-    from ..store.cron import cron_tag
-    from .enqueue import build_job
-
     options = {k: getattr(schedule, k) for k in JOB_OPTIONS}
     options["queue"] = schedule.queue or None
     return build_job(schedule.type, schedule.payload, where=f"cron {schedule.name!r}",
@@ -103,16 +104,8 @@ def build_cron_job(schedule: Any, run_at: datetime | None = None):
 
 # -- the API -------------------------------------------------------------------------------
 
-def _store():
-    from ..store import get_store
-
-    return get_store()
-
-
 def _schedules():
-    from ..models import CronSchedule
-
-    return CronSchedule.objects.using(_store().alias)
+    return CronSchedule.objects.using(get_store().alias)
 
 
 def add_cron(name: str, cron: str, type: str, payload: Any = None, *, timezone: str = "UTC",
@@ -129,7 +122,7 @@ def add_cron(name: str, cron: str, type: str, payload: Any = None, *, timezone: 
         "priority": priority, "max_attempts": max_attempts, "retry_delay": retry_delay,
         "retry_backoff": retry_backoff, "retry_delay_max": retry_delay_max, "timeout": timeout,
     }, where=where)
-    store = _store()
+    store = get_store()
     if _schedules().filter(name=name).exists():
         raise ValueError(f"{where}: a schedule named {name!r} already exists; change it with "
                          "edit_cron or remove it with remove_cron first")
@@ -158,7 +151,7 @@ def edit_cron(name: str, **changes: Any) -> bool:
 
 def _save(schedule: Any, values: dict[str, Any], **extra: Any) -> None:
     """Write changed columns; a new expression, zone or enabling restarts ``active_since``."""
-    store = _store()
+    store = get_store()
     fresh = (values["cron"] != schedule.cron or values["timezone"] != schedule.timezone
              or (values["enabled"] and not schedule.enabled))
     changed = {k: val for k, val in {**values, **extra}.items() if getattr(schedule, k) != val}
@@ -174,7 +167,7 @@ def _save(schedule: Any, values: dict[str, Any], **extra: Any) -> None:
 
 
 def _set_enabled(name: str, enabled: bool) -> bool:
-    changes: dict[str, Any] = {"enabled": enabled, "updated_at": _store().db_now()}
+    changes: dict[str, Any] = {"enabled": enabled, "updated_at": get_store().db_now()}
     if enabled:
         changes["active_since"] = changes["updated_at"]  # paused ticks are not caught up
     return bool(_schedules().filter(name=name, enabled=not enabled).update(**changes))
@@ -218,14 +211,10 @@ def trigger_cron(name: str):
 
 def run_now(name: str) -> tuple[Any, bool]:
     """``trigger_cron``, also saying whether it started a run: ``(job, started)``."""
-    from ..models import Job
-    from ..store.cron import CronStore
-    from .enqueue import _write
-
     found = _schedules().filter(name=name).first()
     if found is None:
         _no_schedule(name)
-    store = _store()
+    store = get_store()
     cron = CronStore(store)
 
     def run() -> tuple[Any, bool]:
@@ -267,8 +256,6 @@ def sync_declared(declared: Mapping[str, Any] | None = None) -> dict[str, list[s
     until the entry itself changes; ``enabled`` is applied only when it changed in settings,
     on creation, and when an undeclared schedule is declared again. Invalid entries (the
     system check reports them) are logged and skipped. Returns the names per action."""
-    from ..models import CronSchedule
-
     declared = get_settings().CRON if declared is None else declared
     done: dict[str, list[str]] = {"created": [], "updated": [], "undeclared": [], "invalid": []}
     for name, entry in declared.items():
@@ -298,16 +285,14 @@ def sync_declared(declared: Mapping[str, Any] | None = None) -> dict[str, list[s
     done["undeclared"] = sorted(gone.values_list("name", flat=True))
     if done["undeclared"]:
         gone.update(source=CronSchedule.Source.UNDECLARED, enabled=False,
-                    updated_at=_store().db_now())
+                    updated_at=get_store().db_now())
         logger.warning("cron schedule(s) %s are no longer in EDGEJOBS['CRON']: paused; delete "
                        "them with remove_cron", ", ".join(done["undeclared"]))
     return done
 
 
 def _sync_one(name: str, entry: dict[str, Any], values: dict[str, Any]) -> str | None:
-    from ..models import CronSchedule
-
-    store = _store()
+    store = get_store()
     with transaction.atomic(using=store.alias):
         schedule = _schedules().select_for_update().filter(name=name).first()
         if schedule is None:

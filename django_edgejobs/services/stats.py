@@ -8,7 +8,9 @@ from typing import Any
 from django.db.models import Count, Min
 
 from ..conf import get_settings
+from ..models import Job, Worker
 from ..models.clock import Now
+from ..store import get_store
 
 #: The count keys of every queue in ``queue_stats()``, in a stable order.
 COUNT_KEYS = ("pending", "due", "waiting", "processing", "completed", "failed", "cancelled")
@@ -25,9 +27,6 @@ def queue_stats() -> dict[str, Any]:
     ``oldest_due_age_seconds`` is how long the oldest of them is overdue, on the database's
     clock. A worker is alive when it heart-beat within ``WORKER_TIMEOUT`` and has not stopped.
     """
-    from ..models import Job, Worker
-    from ..store import get_store
-
     store = get_store()
     jobs = Job.objects.using(store.alias)
     now: datetime = store.db_now()
@@ -61,7 +60,4 @@ def queue_stats() -> dict[str, Any]:
 def count_finished_jobs(older_than_days: float) -> int:
     """How many completed, failed or cancelled jobs finished more than this many days ago
     (what ``cleanup_old_jobs(days)`` would delete now)."""
-    from ..models import Job
-    from ..store import get_store
-
     return Job.objects.using(get_store().alias).finished_before(older_than_days).count()

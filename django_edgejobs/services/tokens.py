@@ -9,7 +9,10 @@ from typing import Any
 from django.db import transaction
 
 from ..conf import get_settings
+from ..models import Job, WaitToken
 from ..models.clock import Now
+from ..models.job import FINISHED_STATUSES
+from ..store import get_store
 from . import validation as v
 
 
@@ -24,8 +27,6 @@ class TokenResult:
 
 def get_token(token_id: Any):
     """The WaitToken with this id, or None."""
-    from ..models import WaitToken
-
     if not isinstance(token_id, str) or not token_id:
         return None
     return WaitToken.objects.filter(id=token_id).first()
@@ -36,10 +37,6 @@ def complete_token(token_id: Any, output: Any = None) -> bool:
 
     True exactly once; False when the token is unknown, already completed, timed out, or its
     job has finished or was cancelled. Joins the caller's transaction."""
-    from ..models import WaitToken
-    from ..models.job import FINISHED_STATUSES
-    from ..store import get_store
-
     text = v.encode_payload(output, max_bytes=get_settings().MAX_PAYLOAD_BYTES,
                             where="complete_token output")
     if not isinstance(token_id, str) or not token_id:
@@ -55,8 +52,6 @@ def complete_token(token_id: Any, output: Any = None) -> bool:
         if token.timeout_at is not None and token.timeout_at <= store.db_now():
             store.expire_tokens_of([token_id])  # past its time: the answer came too late
             return False
-        from ..models import Job
-
         if Job.objects.using(store.alias).filter(id=token.job_id,
                                                  status__in=FINISHED_STATUSES).exists():
             return False
@@ -70,8 +65,6 @@ def complete_token(token_id: Any, output: Any = None) -> bool:
 
 def expire_timed_out_tokens() -> int:
     """Mark waiting tokens past their timeout as timed out and resume their jobs."""
-    from ..store import get_store
-
     store, total = get_store(), 0
     while True:
         done = store.expire_tokens(limit=500)

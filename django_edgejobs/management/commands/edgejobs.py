@@ -18,6 +18,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from ... import cancel_job, cleanup_old_jobs, get_job, get_job_events, list_jobs, retry_job
+from ...conf import get_settings
+from ...services.jobs import parse_job_id
+from ...services.stats import COUNT_KEYS, count_finished_jobs, queue_stats
+
 #: The keys of a job in ``list --json`` (and the first keys of ``show --json``).
 JOB_KEYS = ("id", "type", "queue", "status", "priority", "attempts", "max_attempts", "run_at",
             "expires_at", "created_at", "started_at", "completed_at", "tags",
@@ -155,8 +160,6 @@ class Command(BaseCommand):
 
     def find_jobs(self, ids: Sequence[str]) -> list[Any]:
         """The jobs with these ids, in order; a CommandError naming any unknown id."""
-        from ...services.jobs import get_job, parse_job_id
-
         bad = [i for i in ids if parse_job_id(i) is None]
         if bad:
             raise CommandError(f"not a job id (a UUID): {', '.join(map(repr, bad))}")
@@ -169,8 +172,6 @@ class Command(BaseCommand):
     # -- subcommands --------------------------------------------------------------------
 
     def do_list(self, options: dict[str, Any]) -> None:
-        from ... import list_jobs
-
         try:
             jobs = list_jobs(type=options["type"], status=options["status"],
                              queue=options["queue"], tags=options["tags"],
@@ -190,8 +191,6 @@ class Command(BaseCommand):
         )
 
     def do_show(self, options: dict[str, Any]) -> None:
-        from ... import get_job_events
-
         [job] = self.find_jobs([options["job_id"]])
         data = job_dict(job, detail=True, events=get_job_events(job.id))
         if options["json"]:
@@ -219,20 +218,14 @@ class Command(BaseCommand):
             write(f"  {event['at']}  {event['type']}{extra}")
 
     def do_retry(self, options: dict[str, Any]) -> None:
-        from ... import retry_job
-
         self._change(options, retry_job, "retried", "only failed or cancelled jobs can be "
                                                     "retried")
 
     def do_cancel(self, options: dict[str, Any]) -> None:
-        from ... import cancel_job
-
         self._change(options, cancel_job, "cancelled", "only pending or waiting jobs can be "
                                                        "cancelled")
 
     def _change(self, options: dict[str, Any], change: Any, done: str, rule: str) -> None:
-        from ... import get_job
-
         jobs = self.find_jobs(options["job_ids"])  # all known, or nothing is changed
         jobs = list({job.id: job for job in jobs}.values())  # each once, in order
         results = []
@@ -251,8 +244,6 @@ class Command(BaseCommand):
             raise CommandError(f"{len(failed)} of {len(results)} job(s) not {done}: {rule}")
 
     def do_stats(self, options: dict[str, Any]) -> None:
-        from ...services.stats import COUNT_KEYS, queue_stats
-
         stats = queue_stats()
         if options["json"]:
             self.emit_json({
@@ -273,10 +264,6 @@ class Command(BaseCommand):
                               f"last_heartbeat={_shown_when(w['last_heartbeat'])}")
 
     def do_purge(self, options: dict[str, Any]) -> None:
-        from ... import cleanup_old_jobs
-        from ...conf import get_settings
-        from ...services.stats import count_finished_jobs
-
         days = options["days"]
         days = get_settings().KEEP_FINISHED_DAYS if days is None else days
         found = count_finished_jobs(days)

@@ -2,65 +2,91 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+from django_edgejobs.conf import MAX_CONCURRENCY
 
 
-def _positive_seconds(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(value)
-    return number
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``. Its error states the range;
+    argparse puts the option's name before it."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _seconds(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
+def _seconds(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, > 0 (or >= 0 with ``zero``)."""
+    allowed = f"a number of seconds {'>=' if zero else '>'} 0"
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value!r}")
+        return number
+
+    return parse
 
 
 class Command(BaseCommand):
     help = "Run a django-edgejobs worker: claim due jobs and run them until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        from django_edgejobs.runtime.worker import ADAPTIVE_MAX_BATCH
+
         parser.add_argument("--queue", "-q", action="append", dest="queues", metavar="NAME",
                             help="A queue to serve (repeat for several). "
                                  "Default: EDGEJOBS['QUEUES'].")
-        parser.add_argument("--concurrency", "-c", type=_positive_int,
-                            help="Handler threads. Default: EDGEJOBS['CONCURRENCY'].")
-        parser.add_argument("--batch-size", type=_positive_int,
-                            help="Jobs claimed per query. Default: the concurrency.")
-        parser.add_argument("--poll-interval", type=_positive_seconds,
-                            help="Seconds between polls when no notification arrives.")
+        parser.add_argument("--concurrency", "-c", type=_integer(1, MAX_CONCURRENCY),
+                            metavar="N", help=f"Handler threads, 1-{MAX_CONCURRENCY}. "
+                                              "Default: EDGEJOBS['CONCURRENCY'].")
+        parser.add_argument("--batch-size", type=_integer(1), metavar="N",
+                            help="Most jobs claimed per query, >= 1. Default: "
+                                 "EDGEJOBS['BATCH_SIZE'], else adaptive: the concurrency at "
+                                 "first, then sized by the jobs' run time, up to "
+                                 f"{ADAPTIVE_MAX_BATCH} (or the concurrency, if larger).")
+        parser.add_argument("--poll-interval", type=_seconds(zero=False), metavar="SECONDS",
+                            help="Seconds between polls when no notification arrives, > 0. "
+                                 "Default: EDGEJOBS['POLL_INTERVAL'].")
         parser.add_argument("--burst", action="store_true",
                             help="Run until nothing is due, then exit 0.")
-        parser.add_argument("--max-jobs", type=_positive_int,
-                            help="Exit (gracefully) after claiming this many jobs.")
+        parser.add_argument("--max-jobs", type=_integer(1), metavar="N",
+                            help="Exit (gracefully) after claiming this many jobs, >= 1.")
         parser.add_argument("--no-scheduler", action="store_true",
                             help="Do not run the cron scheduler in this process.")
         parser.add_argument("--scheduler-only", action="store_true",
                             help="Only run the cron scheduler: no job slots, no supervisor.")
         parser.add_argument("--no-supervisor", action="store_true",
                             help="Do not reclaim stuck jobs or prune history in this process.")
-        parser.add_argument("--shutdown-timeout", type=_seconds,
-                            help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
-        parser.add_argument("--worker-id", help="This worker's id (default: host:pid:random).")
+        parser.add_argument("--shutdown-timeout", type=_seconds(zero=True), metavar="SECONDS",
+                            help="Seconds running jobs get to finish after SIGTERM/SIGINT, "
+                                 ">= 0. Default: EDGEJOBS['SHUTDOWN_TIMEOUT'].")
+        parser.add_argument("--worker-id", metavar="ID",
+                            help="This worker's id (default: host:pid:random).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django_edgejobs.runtime.worker import Worker
+        from django_edgejobs.runtime.worker import Worker, WorkerStartError
         from django_edgejobs.services.validation import validate_queue
 
         queues = options["queues"]
@@ -95,7 +121,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        code = worker.run()
+        try:
+            code = worker.run()
+        except WorkerStartError as exc:  # one line; --traceback shows the cause
+            message = str(exc)
+            if isinstance(exc.__cause__, RuntimeError) and "thread" in str(exc.__cause__):
+                message += (f". Lower --concurrency ({worker.concurrency}) or raise the "
+                            "system's limit on threads (ulimit -u, a container's pids limit)")
+            raise CommandError(message) from exc
         sys.stdout.flush()
         if code:
             sys.exit(code)
