@@ -68,8 +68,8 @@ def run_jobs(queue: str | Iterable[str] | None = None, *, max_jobs: int = MAX_JO
 
     only = [queue] if isinstance(queue, str) else None if queue is None else list(queue)
     store = get_store()
-    worker = Worker(only or ["default"], concurrency=1, batch_size=1, supervisor=False,
-                    scheduler=False, worker_id=f"run_jobs:{default_worker_id()}")
+    worker = Worker(only or ["default"], concurrency=1, batch_size=1,
+                    worker_id=f"run_jobs:{default_worker_id()}")
     ran = 0
     try:
         while True:

@@ -7,12 +7,19 @@ import threading
 import uuid
 from collections.abc import Callable
 
+from ..conf import get_settings
 from ..store import get_store
+from .service import Service
 
 logger = logging.getLogger("django_edgejobs.worker")
 
 
-class Heartbeat:
+class Heartbeat(Service):
+    """Every ``HEARTBEAT_INTERVAL``: the worker's row says it is alive, and the leases of its
+    in-flight jobs are checked (a lost one settles its job)."""
+
+    name = "heartbeat"
+
     def __init__(self, worker_id: str, register: Callable[[], None],
                  leases: Callable[[], dict[uuid.UUID, uuid.UUID]],
                  on_lost: Callable[[set[uuid.UUID]], None]):
@@ -22,6 +29,10 @@ class Heartbeat:
         self._on_lost = on_lost
         self._done = 0
         self._lock = threading.Lock()
+
+    @property
+    def interval(self) -> float:
+        return get_settings().HEARTBEAT_INTERVAL
 
     def count_done(self, n: int = 1) -> None:
         with self._lock:

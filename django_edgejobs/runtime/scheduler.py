@@ -13,13 +13,12 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from ..conf import get_settings
 from ..crontimes import CronTimes
@@ -29,6 +28,7 @@ from ..services.enqueue import _write
 from ..store import get_store
 from ..store.cron import CronStore
 from .db import reset_connection
+from .service import Service
 
 if TYPE_CHECKING:
     from ..models import CronSchedule
@@ -43,20 +43,32 @@ DEFAULT_INTERVAL = 0.5
 LOST = "lost"
 
 
-class Scheduler:
+class Scheduler(Service):
+    """The cron service: ``start()`` syncs ``EDGEJOBS["CRON"]``, each pass fires due ticks."""
+
+    name = "scheduler"
+
     def __init__(self, *, clock: Callable[[], datetime] | None = None,
                  interval: float | None = None, prune_interval: float | None = None,
                  name: str | None = None):
         self.clock = clock
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.interval = (DEFAULT_INTERVAL * random.uniform(0.8, 1.2) if interval is None
-                         else interval)
+        self.scheduler_id = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._interval = (DEFAULT_INTERVAL * random.uniform(0.8, 1.2) if interval is None
+                          else interval)
         self.prune_interval = prune_interval
         self.store = get_store()
         self.cron = CronStore(self.store)
         self._times: dict[tuple[str, str], CronTimes] = {}
         self._reported: dict[int, datetime] = {}
         self._last_prune: float | None = None
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def start(self) -> None:
+        self.sync_declared()
+        logger.info("scheduler: running a pass every %.2fs", self.interval)
 
     def now(self) -> datetime:
         return self.clock() if self.clock is not None else self.store.db_now()
@@ -136,7 +148,7 @@ class Scheduler:
                 job_id = job.id if job is not None and outcome == CronOutcome.ENQUEUED else None
                 if not self.cron.advance(schedule, tick, outcome, job_id):
                     return LOST, ""
-                self.cron.record_tick(schedule, tick, outcome, job_id, reason, self.name)
+                self.cron.record_tick(schedule, tick, outcome, job_id, reason, self.scheduler_id)
                 if job_id is not None:
                     _write([job])
                 return outcome, reason
@@ -167,19 +179,3 @@ class Scheduler:
         if self._last_prune is None or now - self._last_prune >= interval:
             self._last_prune = now
             self.cron.prune_ticks(conf.KEEP_EVENTS_DAYS)
-
-    # -- a process that only schedules ------------------------------------------------
-
-    def run(self, stop: threading.Event) -> None:
-        """Sync the declared schedules, then run passes until ``stop`` is set."""
-        self.sync_declared()
-        logger.info("scheduler: running a pass every %.2fs", self.interval)
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("scheduler pass failed")
-                reset_connection(self.store.alias)
-            stop.wait(self.interval)
-        connections.close_all()
-        logger.info("scheduler: stopped")

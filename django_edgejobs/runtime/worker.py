@@ -1,6 +1,8 @@
 """The worker: claims jobs in batches, runs them on a pool of threads, writes outcomes in
-batches. Heartbeat, supervisor and listener run beside it, each on its own thread and
-database connection. ``run_once()`` does one claim-run-finish pass in the calling thread."""
+batches. Its heartbeat (which keeps its leases) and its wake-ups (PostgreSQL's listener or
+SQLite's commit watcher) run beside it, each on its own thread and database connection. The
+scheduler and the maintenance services are not the worker's: ``process.Process`` runs them
+beside it. ``run_once()`` does one claim-run-finish pass in the calling thread."""
 
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ from .context import JobContext
 from .db import reset_connection, with_connections_closed
 from .executor import describe, exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
+from .maintenance import reclaim_orphans
 from .outcomes import send_outcome_signal, send_robust
-from .supervisor import Supervisor
+from .service import FunctionService, ServiceLoop
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -51,8 +54,9 @@ ADAPTIVE_MAX_BATCH = 50
 
 
 class WorkerStartError(RuntimeError):
-    """``Worker.run`` could not start its threads (or its scheduler); the worker has shut down
-    what it started and marked its ``Worker`` row stopped. The cause is ``__cause__``."""
+    """A worker process could not start its threads (``Worker.run``, ``Process.run``): what did
+    start is shut down and the ``Worker`` row, if any, marked stopped. The cause is
+    ``__cause__``."""
 
     def __init__(self, worker_id: str, cause: BaseException, threads_started: int):
         self.worker_id, self.threads_started = worker_id, threads_started
@@ -87,8 +91,6 @@ class Worker:
         poll_interval: float | None = None,
         burst: bool = False,
         max_jobs: int | None = None,
-        supervisor: bool = True,
-        scheduler: bool = True,
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         stop_when: Callable[[], bool] | None = None,
@@ -106,9 +108,6 @@ class Worker:
         self.poll_interval = conf.POLL_INTERVAL if poll_interval is None else poll_interval
         self.burst = burst
         self.max_jobs = max_jobs
-        self.with_supervisor = supervisor
-        # A burst run drains what is due and exits: scheduling is for long-lived processes.
-        self.with_scheduler = scheduler and not burst
         self.shutdown_timeout = (conf.SHUTDOWN_TIMEOUT if shutdown_timeout is None
                                  else shutdown_timeout)
         self.id = worker_id or default_worker_id()
@@ -116,7 +115,6 @@ class Worker:
         self.store = get_store()
         self.registry = get_registry()
         self.heartbeat = Heartbeat(self.id, self.register, self._leases, self._lost_leases)
-        self.supervisor = Supervisor()
 
         self._lock = threading.Lock()
         self._inflight: dict[uuid.UUID, InFlight] = {}
@@ -126,7 +124,8 @@ class Worker:
         self._claimed_total = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._services_stop = threading.Event()
+        self._services_stop = threading.Event()  # the listener's
+        self.loops: list[ServiceLoop] = []  # the heartbeat's, the commit watcher's
         self._work: queue.Queue[Any] = queue.Queue()
         self._done: queue.Queue[Any] = queue.Queue()
         self._threads: list[threading.Thread] = []
@@ -139,7 +138,6 @@ class Worker:
 
     def register(self) -> None:
         from ..models import Worker as WorkerRow
-        from .supervisor import reclaim_orphans
 
         reclaim_orphans(self.id)
         self.store.register_worker(WorkerRow(
@@ -236,8 +234,12 @@ class Worker:
         self._stopping.set()
         self._wake.set()
 
-    def run(self) -> int:
-        """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code."""
+    def run(self, beside: Sequence[ServiceLoop] = ()) -> int:
+        """Run until stopped (or, with ``burst``, until nothing is due). Returns the exit code.
+
+        ``beside``: loops of other services (``Process`` passes the scheduler's and the
+        supervisor's) to start once this worker is registered and its threads run, and to stop
+        when it stops: one start-up that either succeeds whole or stops what it started."""
         self.register()
         logger.info("worker %s: queues=%s concurrency=%d batch=%s", self.id,
                     ",".join(self.queues), self.concurrency,
@@ -246,6 +248,8 @@ class Worker:
         try:
             try:
                 self._start_services()
+                for loop in beside:
+                    self._start_loop(loop)
             except Exception as exc:  # e.g. "can't start new thread": stop what did start
                 raise WorkerStartError(self.id, exc, len(self._threads)) from exc
             self._loop()
@@ -257,17 +261,7 @@ class Worker:
         self._spawn("completer", self._completer_loop)
         for n in range(self.concurrency):
             self._spawn(f"slot-{n}", self._slot_loop)
-        self._spawn("heartbeat", self._every(get_settings().HEARTBEAT_INTERVAL,
-                                             self.heartbeat.run_once))
-        if self.with_supervisor:
-            self._spawn("supervisor", self._every(get_settings().SUPERVISOR_INTERVAL,
-                                                  self.supervisor.run_once))
-        if self.with_scheduler:
-            from .scheduler import Scheduler
-
-            scheduler = Scheduler()
-            scheduler.sync_declared()
-            self._spawn("scheduler", self._every(scheduler.interval, scheduler.run_once))
+        self._start_loop(ServiceLoop("heartbeat", [self.heartbeat], alias=self.store.alias))
         if self.store.supports_notify:
             self.listener = Listener(self.store.alias, self.queues, self._wake.set,
                                      self._services_stop)
@@ -275,19 +269,19 @@ class Worker:
         elif self.store.watches_commits and get_settings().SQLITE_WATCH_INTERVAL > 0:
             watcher = CommitWatcher(self.store.alias)
 
-            def watch() -> None:
-                if watcher.run_once():
+            def watch() -> bool:
+                changed = watcher.run_once()
+                if changed:
                     self._wake.set()
+                return changed
 
-            loop = self._every(get_settings().SQLITE_WATCH_INTERVAL, watch)
+            self._start_loop(ServiceLoop("watcher", [FunctionService(
+                "watcher", get_settings().SQLITE_WATCH_INTERVAL, watch, close=watcher.close)],
+                alias=self.store.alias))
 
-            def run() -> None:
-                try:
-                    loop()
-                finally:
-                    watcher.close()
-
-            self._spawn("watcher", run)
+    def _start_loop(self, loop: ServiceLoop) -> None:
+        self.loops.append(loop)
+        self._threads.append(loop.start())
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=with_connections_closed(target),
@@ -295,18 +289,6 @@ class Worker:
         thread.start()
         self._threads.append(thread)
         return thread
-
-    def _every(self, interval: float, fn: Callable[[], Any]) -> Callable[[], None]:
-        def loop() -> None:
-            while not self._services_stop.is_set():
-                try:
-                    fn()
-                except Exception:
-                    logger.exception("%s failed", getattr(fn, "__qualname__", fn))
-                    reset_connection(self.store.alias)
-                self._services_stop.wait(interval)
-
-        return loop
 
     def _free_slots(self) -> int:
         """How many jobs to claim now. With a buffer (batch larger than the concurrency) the
@@ -552,9 +534,12 @@ class Worker:
             if thread.name == "edgejobs-completer":
                 thread.join(timeout=60)
         self._services_stop.set()
-        for thread in self._threads:  # a late heartbeat must not revive the row we stop
-            if thread.name in ("edgejobs-heartbeat", "edgejobs-supervisor", "edgejobs-listener",
-                               "edgejobs-watcher", "edgejobs-scheduler"):
+        for loop in self.loops:
+            loop.stop()
+        for loop in self.loops:  # a late heartbeat must not revive the row we stop
+            loop.join(timeout=10)
+        for thread in self._threads:
+            if thread.name == "edgejobs-listener":
                 thread.join(timeout=10)
         try:
             self.store.stop_worker(self.id)

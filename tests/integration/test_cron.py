@@ -415,21 +415,22 @@ def test_old_ticks_are_pruned_except_each_schedules_latest(handler):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_runs_the_scheduler_and_the_jobs(register):
+def test_a_worker_process_runs_the_scheduler_and_the_jobs(register):
+    from django_edgejobs.runtime.process import Process
     from django_edgejobs.runtime.worker import Worker
 
     ran = []
     register("t.tick", lambda payload, ctx: ran.append(ctx.job_id))
     cron = {"every-second": {"cron": "* * * * * *", "type": "t.tick"}}
     with override_settings(EDGEJOBS={"CRON": cron, "POLL_INTERVAL": 0.05}):
-        worker = Worker(["default"], concurrency=1, worker_id="cron-test",
-                        stop_when=lambda: len(ran) >= 2)
-        thread = threading.Thread(target=worker.run)
+        process = Process(Worker(["default"], concurrency=1, worker_id="cron-test",
+                                 stop_when=lambda: len(ran) >= 2), supervisor=False)
+        thread = threading.Thread(target=process.run)
         thread.start()
         try:
             wait_for(lambda: len(ran) >= 2, timeout=15, message="two ticks ran")
         finally:
-            worker.request_stop()
+            process.request_stop()
             thread.join(30)
     assert not thread.is_alive()
     runs = sorted(j.run_at for j in Job.objects.filter(status="completed"))

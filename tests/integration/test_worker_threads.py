@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_edgejobs import enqueue, enqueue_many, get_job, get_job_events
 from django_edgejobs.models import Job
 from django_edgejobs.models import Worker as WorkerRow
+from django_edgejobs.runtime.process import Process
 from django_edgejobs.runtime.worker import Worker
 from django_edgejobs.store import get_store
 from tests.conftest import wait_for
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Background:
-    """Run ``worker.run()`` on a thread; stop and join on exit."""
+    """Run ``worker.run()`` (or a ``Process``'s) on a thread; stop and join on exit."""
 
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: Worker | Process):
         self.worker = worker
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -187,7 +188,7 @@ def test_heartbeat_notices_a_lost_lease_and_cancels_the_attempt(register):
 
     register("t.watch", handler)
     job = enqueue("t.watch")
-    worker = Worker(["default"], concurrency=1, poll_interval=0.05, supervisor=False)
+    worker = Worker(["default"], concurrency=1, poll_interval=0.05)
     with Background(worker):
         assert started.wait(5)
         # Another process decided this worker was dead and took the job back.
@@ -208,7 +209,10 @@ def test_supervisor_in_a_worker_reclaims_jobs_of_a_dead_worker(register, setting
     get_store().claim("dead-worker", ["default"], 1)
     WorkerRow.objects.filter(id="dead-worker").update(
         last_heartbeat=timezone.now() - timedelta(minutes=1))
-    with Background(Worker(["default"], poll_interval=0.05)):
+    process = Process(Worker(["default"], poll_interval=0.05), scheduler=False)
+    with Background(process):
+        # the supervisor's rescuer passes: its first pass gives the job back
+        assert process.loop("supervisor").wait_for_passes("rescuer", 1, timeout=10)
         wait_for(lambda: get_job(job.id).status == "completed", message="reclaimed and rerun")
     job = get_job(job.id)
     assert job.attempts == 2

@@ -1,12 +1,11 @@
-"""``manage.py runworker``: parse arguments, install signal handlers, run the Worker."""
+"""``manage.py runworker``: parse arguments, then run a ``Process`` (the worker, the scheduler
+and the maintenance services; it owns the signals)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import math
-import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +85,7 @@ class Command(BaseCommand):
                             help="This worker's id (default: host:pid:random).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from django_edgejobs.runtime.process import Process
         from django_edgejobs.runtime.worker import Worker, WorkerStartError
         from django_edgejobs.services.validation import validate_queue
 
@@ -96,60 +96,29 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         _configure_logging(options["verbosity"])
-        if options["scheduler_only"]:
-            if options["no_scheduler"]:
-                raise CommandError("--scheduler-only and --no-scheduler exclude each other")
-            _run_scheduler_only()
-            return
-        worker = Worker(
+        if options["scheduler_only"] and options["no_scheduler"]:
+            raise CommandError("--scheduler-only and --no-scheduler exclude each other")
+        worker = None if options["scheduler_only"] else Worker(
             queues, concurrency=options["concurrency"], batch_size=options["batch_size"],
             poll_interval=options["poll_interval"], burst=options["burst"],
-            max_jobs=options["max_jobs"], supervisor=not options["no_supervisor"],
-            scheduler=not options["no_scheduler"], shutdown_timeout=options["shutdown_timeout"],
+            max_jobs=options["max_jobs"], shutdown_timeout=options["shutdown_timeout"],
             worker_id=options["worker_id"],
         )
-        signals_seen = []
-
-        def on_signal(signum: int, frame: Any) -> None:
-            signals_seen.append(signum)
-            if len(signals_seen) == 1:
-                worker.request_stop()
-            else:
-                logging.getLogger("django_edgejobs.worker").warning(
-                    "second signal: exiting at once")
-                os._exit(1)
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        process = Process(worker, scheduler=not options["no_scheduler"],
+                          supervisor=not (options["no_supervisor"] or options["scheduler_only"]))
+        process.install_signal_handlers()
         try:
-            code = worker.run()
+            code = process.run()
         except WorkerStartError as exc:  # one line; --traceback shows the cause
             message = str(exc)
             if isinstance(exc.__cause__, RuntimeError) and "thread" in str(exc.__cause__):
-                message += (f". Lower --concurrency ({worker.concurrency}) or raise the "
-                            "system's limit on threads (ulimit -u, a container's pids limit)")
+                concurrency = f" ({worker.concurrency})" if worker is not None else ""
+                message += (f". Lower --concurrency{concurrency} or raise the system's limit "
+                            "on threads (ulimit -u, a container's pids limit)")
             raise CommandError(message) from exc
         sys.stdout.flush()
         if code:
             sys.exit(code)
-
-
-def _run_scheduler_only() -> None:
-    """Run the cron scheduler alone until SIGTERM/SIGINT (a second signal exits at once)."""
-    import threading
-
-    from django_edgejobs.runtime.scheduler import Scheduler
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            os._exit(1)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    Scheduler().run(stop)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -30,6 +30,7 @@ from django_edgejobs import (
     list_jobs,
     pause_cron,
 )
+from django_edgejobs.runtime.process import Process
 from django_edgejobs.runtime.worker import Worker
 
 CRON_NAME = "demo-tick"
@@ -83,8 +84,9 @@ class Command(BaseCommand):
 
         helper.start()
         try:
-            worker = Worker(poll_interval=0.2, stop_when=all_finished, shutdown_timeout=5)
-            worker.run()
+            # The worker, with the cron scheduler and the maintenance services beside it
+            # (the supervisor resumes the durable wait), as in runworker.
+            Process(Worker(poll_interval=0.2, stop_when=all_finished, shutdown_timeout=5)).run()
         finally:
             done.set()
             helper.join(5)

@@ -1,0 +1,42 @@
+"""The job expirer: cancels pending jobs whose ``expires`` moment passed before they ran."""
+
+from __future__ import annotations
+
+import logging
+
+from ... import signals
+from ...conf import get_settings
+from ...models import Job
+from ...store import get_store
+from ..service import Service
+from .rescuer import BATCH
+
+logger = logging.getLogger("django_edgejobs.supervisor")
+
+
+def cancel_expired_jobs() -> int:
+    """Cancel pending jobs whose ``expires`` moment has passed; returns how many."""
+    total = 0
+    while True:
+        ids = get_store().expire_jobs()
+        total += len(ids)
+        if ids and signals.job_cancelled.has_listeners():
+            for job in Job.objects.filter(id__in=ids):
+                signals.job_cancelled.send(sender=Job, job=job)
+        for job_id in ids:
+            logger.info("job=%s expired before it could start; cancelled", job_id)
+        if len(ids) < BATCH:
+            return total
+
+
+class JobExpirer(Service):
+    """Every ``SUPERVISOR_INTERVAL``: ``cancel_expired_jobs()``."""
+
+    name = "job_expirer"
+
+    @property
+    def interval(self) -> float:
+        return get_settings().SUPERVISOR_INTERVAL
+
+    def run_once(self) -> int:
+        return cancel_expired_jobs()

@@ -1,0 +1,102 @@
+"""The process supervisor: what one ``runworker`` process runs, and who stops it.
+
+``Process`` owns the signals (first SIGTERM/SIGINT: stop gracefully; second: exit at once),
+starts the services beside the worker on threads of their own (the cron scheduler on one,
+the maintenance services together on another: one database connection each), runs the worker
+(which only claims, runs and completes jobs) in the calling thread, and stops everything in
+order: the worker first (its jobs finish or are handed back, its row is marked stopped), then
+the services. Without a worker (``--scheduler-only``) it runs the services until a signal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from .scheduler import Scheduler
+from .service import ServiceLoop
+from .supervisor import Supervisor
+from .worker import Worker, WorkerStartError
+
+logger = logging.getLogger("django_edgejobs.worker")
+
+#: Seconds a service loop gets to end its pass at shutdown.
+SERVICE_STOP_TIMEOUT = 10.0
+
+
+class Process:
+    def __init__(self, worker: Worker | None = None, *, scheduler: bool = True,
+                 supervisor: bool = True):
+        """``worker``: the worker to run (``None``: services only). ``scheduler``: run the
+        cron scheduler (never beside a ``burst`` worker: a burst drains and exits).
+        ``supervisor``: run the maintenance services (rescuer, resumer, expirers, pruner)."""
+        self.worker = worker
+        self.scheduler = Scheduler() if scheduler and not (worker and worker.burst) else None
+        self.supervisor = Supervisor() if supervisor else None
+        alias = worker.store.alias if worker is not None else "default"
+        self.loops: list[ServiceLoop] = []
+        if self.supervisor is not None:
+            self.loops.append(ServiceLoop("supervisor", self.supervisor.services(), alias=alias))
+        if self.scheduler is not None:
+            self.loops.append(ServiceLoop("scheduler", [self.scheduler],
+                                          alias=self.scheduler.store.alias))
+        self._stop = threading.Event()
+        self._signals: list[int] = []
+
+    def loop(self, name: str) -> ServiceLoop:
+        """The loop named ``supervisor`` or ``scheduler``."""
+        return next(loop for loop in self.loops if loop.name == name)
+
+    # -- signals ----------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT: the first stops gracefully, a second exits at once (status 1).
+        Call from the main thread."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+        if len(self._signals) == 1:
+            self.request_stop()
+        else:
+            logger.warning("second signal: exiting at once")
+            os._exit(1)
+
+    def request_stop(self) -> None:
+        """Stop gracefully: the worker stops claiming and lets running jobs finish within its
+        shutdown timeout; then the services stop."""
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.request_stop()
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (a burst or ``max_jobs`` worker: until it is done). Returns the
+        exit status. The worker registers and starts its threads, then the services' loops;
+        if a thread cannot be started, what did start is stopped, the worker's row marked
+        stopped, and ``WorkerStartError`` raised."""
+        try:
+            if self.worker is not None:
+                return self.worker.run(beside=self.loops)
+            for loop in self.loops:
+                try:
+                    loop.start()
+                except Exception as exc:  # e.g. "can't start new thread"
+                    started = sum(1 for each in self.loops if each.thread is not None)
+                    raise WorkerStartError("scheduler", exc, started) from exc
+            self._stop.wait()
+            return 0
+        finally:
+            self._stop_services()
+
+    def _stop_services(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        for loop in self.loops:
+            loop.join(SERVICE_STOP_TIMEOUT)
+        if self.worker is None and self.scheduler is not None:
+            logger.info("scheduler: stopped")
