@@ -3,6 +3,7 @@ with the outcome the worker stored, and a receiver that raises never stops the w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,36 @@ def _apply(job: Job, outcome: Finish) -> None:
         job.run_at = now + timedelta(seconds=outcome.delay)
         if outcome.error:
             job.last_error = outcome.error
+
+
+#: The longest error text a reduced outcome keeps.
+REDUCED_ERROR_CHARS = 2000
+
+
+def _plain(text: str) -> str:
+    """Text any database stores: ASCII (escapes for the rest, NUL included), and short."""
+    return text.encode("ascii", "backslashreplace").decode().replace("\x00", "\\x00")[
+        :REDUCED_ERROR_CHARS]
+
+
+def reduced(outcome: Finish, refusal: BaseException) -> Finish:
+    """The same outcome with only what any database stores: used when the database refused the
+    outcome as it was (a data error). The job's fate does not change: a completed attempt is
+    stored completed (without its result), a retry is still a retry, a wait still a wait.
+    Error texts become short ASCII, the new traceback and the attempt's extra events are
+    dropped, and the outcome's event says what was left out (``not_stored``) and why
+    (``refused``)."""
+    history = [{k: _plain(v) if isinstance(v, str) else v for k, v in entry.items()}
+               for entry in outcome.error_history]
+    if history:
+        history[-1]["traceback"] = ""
+    data: dict[str, Any] = {k: _plain(v) if isinstance(v, str) else v
+                            for k, v in outcome.event_data.items()
+                            if v is None or isinstance(v, str | int | float | bool)}
+    data.update(not_stored=["result"] if outcome.kind == "completed" else ["traceback"],
+                refused=_plain(f"{type(refusal).__name__}: {refusal}"))
+    return dataclasses.replace(outcome, result=None, error=_plain(outcome.error), traceback="",
+                               error_history=history, events=[], event_data=data)
 
 
 def send_outcome_signal(job: Job, outcome: Finish) -> None:

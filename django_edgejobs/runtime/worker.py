@@ -30,13 +30,14 @@ from .. import signals
 from ..conf import get_settings
 from ..registry import get_registry
 from ..store import Finish, get_store
+from ..store.core import lost_session_state
 from ..store.wakeups import CommitWatcher, Listener
 from .context import JobContext
 from .db import reset_connection, with_connections_closed
 from .executor import describe, exception_path, execute, failure, log_outcome, timeout_failure
 from .heartbeat import Heartbeat
 from .maintenance import reclaim_orphans
-from .outcomes import send_outcome_signal, send_robust
+from .outcomes import reduced, send_outcome_signal, send_robust
 from .service import FunctionService, ServiceLoop
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ _STOP = object()
 ADAPTIVE_BUFFER_SECONDS = 0.1
 #: ...and a claim takes at most this many jobs (or the concurrency, if larger).
 ADAPTIVE_MAX_BATCH = 50
+#: Tries on a new connection when an outcome write fails for lost session state.
+SESSION_RETRIES = 5
 
 
 class WorkerStartError(RuntimeError):
@@ -181,9 +184,12 @@ class Worker:
             finished.set()
 
     def _write(self, results: list[tuple[InFlight, Finish, float]]) -> None:
-        """Commit outcomes, then report them. Lost connections and lock conflicts are retried
-        until the database takes the batch; an outcome the database refuses (a data error)
-        is written alone and, if refused again, replaced by a failure that says why."""
+        """Commit outcomes, then report them. Lost connections, lock conflicts and lost session
+        state (a pooler's) are retried until the database takes the batch. An outcome the
+        database refuses (a data error) is written alone and, if refused again, written
+        ``reduced``: the same outcome without the values refused (a completed job stays
+        completed). One that cannot be stored even so is left ``processing``, never failed:
+        it is handed back when this worker restarts or stops heart-beating."""
         if not results:
             return
         try:
@@ -194,16 +200,15 @@ class Worker:
                     self._write([item])
                 return
             entry, outcome, duration = results[0]
-            logger.error("job=%s: the database refused its outcome (%s)", entry.job.id, exc)
-            error = f"the outcome could not be stored: {type(exc).__name__}: {exc}"
-            refused = failure(entry.job, entry.ctx, error, "", exception=exception_path(exc),
-                              permanent=True)
-            results = [(entry, refused, duration)]
+            logger.error("job=%s: the database refused its %s outcome (%s); storing it without "
+                         "the values refused", entry.job.id, outcome.kind, exc)
+            results = [(entry, reduced(outcome, exc), duration)]
             try:
-                accepted = self._finish_retrying([refused])
+                accepted = self._finish_retrying([results[0][1]])
             except Exception:
-                logger.exception("job=%s: cannot store a failure either; it will be reclaimed",
-                                 entry.job.id)
+                logger.exception("job=%s: cannot store its outcome even reduced; it stays "
+                                 "processing until this worker restarts or stops "
+                                 "heart-beating, then it is handed back", entry.job.id)
                 return
         self.heartbeat.count_done(len(accepted))
         for entry, outcome, duration in results:
@@ -213,16 +218,26 @@ class Worker:
                 send_outcome_signal(entry.job, outcome)
 
     def _finish_retrying(self, outcomes: list[Finish]) -> set[uuid.UUID]:
-        backoff = 0.1
+        """``store.finish``, retried while the database cannot take it: without end for a lost
+        connection or a lock timeout, ``SESSION_RETRIES`` times on a new connection for lost
+        session state (e.g. a prepared statement a pooler's server connection does not
+        have). Anything else is raised."""
+        backoff, session_errors = 0.1, 0
         while True:
             try:
                 return self.store.finish(outcomes)
             except (OperationalError, InterfaceError) as exc:  # connection lost, lock timeout
                 logger.warning("cannot write %d outcome(s) (%s); retrying in %.1fs",
                                len(outcomes), exc, backoff)
-                reset_connection(self.store.alias)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except DatabaseError as exc:
+                session_errors += 1
+                if not lost_session_state(exc) or session_errors > SESSION_RETRIES:
+                    raise
+                logger.warning("cannot write %d outcome(s): the connection lost its session "
+                               "state (%s); retrying on a new connection", len(outcomes), exc)
+            reset_connection(self.store.alias)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     # -- the threaded loop ------------------------------------------------------------
 

@@ -37,6 +37,21 @@ TRANSIENT_MARKERS = (
 )
 
 
+#: Errors of a connection whose session state is gone or belongs to another client: a pooler
+#: in transaction mode hands each transaction any server connection, so a statement prepared on
+#: one is missing (or another's) on the next. A new connection and a retry cure them.
+SESSION_STATE_MARKERS = (
+    "prepared statement",
+    "current transaction is aborted",
+    "portal",
+)
+
+
+def lost_session_state(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, DatabaseError) and any(m in text for m in SESSION_STATE_MARKERS)
+
+
 def is_transient(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, DatabaseError) and any(m in text for m in TRANSIENT_MARKERS)

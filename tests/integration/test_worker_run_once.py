@@ -6,7 +6,11 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from django.db import connection  # noqa: F401 - used by skipif conditions
+from django.db import (
+    DataError,
+    ProgrammingError,
+    connection,  # noqa: F401 - used by skipif conditions
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -347,18 +351,103 @@ def test_store_verbs_are_fenced_by_the_lease(register):
     assert db_now.tzinfo is not None and abs(db_now - timezone.now()) < timedelta(seconds=5)
 
 
-def test_an_outcome_that_cannot_be_stored_fails_the_job_and_the_worker_goes_on(register):
-    """A result the JSON encoder refuses at write time (an integer of 5,000 digits): the job
-    fails with the reason, and the rest of the batch is stored."""
+def test_an_outcome_that_cannot_be_stored_is_stored_reduced_never_failed(register):
+    """A result the JSON encoder refuses at write time (an integer of 5,000 digits): the
+    handler succeeded, so the job is completed, without its result, and its event says what
+    was left out and why. The rest of the batch is stored as it was. (It used to fail the job:
+    an outcome that cannot be stored must never become a failure of the job.)"""
     register("t.huge", lambda p, c: {"n": 10**5000})
     register("t.ok", lambda p, c: "fine")
     bad = enqueue("t.huge", max_attempts=3, priority=1)
     ok = enqueue("t.ok")
     assert run() == 2
     bad, ok = get_job(bad.id), get_job(ok.id)
-    assert bad.status == "failed"
-    assert bad.last_error.startswith("the outcome could not be stored: ValueError: Exceeds")
+    assert (bad.status, bad.attempts, bad.result, bad.last_error) == ("completed", 1, None, "")
+    event = get_job_events(bad.id)[-1]
+    assert event.type == "completed" and event.data["not_stored"] == ["result"]
+    assert event.data["refused"].startswith("ValueError: Exceeds")
     assert ok.status == "completed" and ok.result == "fine"
+
+
+def test_a_refused_retry_stays_a_retry(register, monkeypatch):
+    """The database refuses the first write of a retry outcome (as if its text could not be
+    stored): the retry is written reduced, with its error text, not turned into a failure."""
+    from django_edgejobs.store import get_store
+
+    def handler(payload, ctx):
+        raise RuntimeError("flaky \N{SNOWMAN}")
+
+    register("t.flaky", handler, max_attempts=3, retry_delay=0)
+    job = enqueue("t.flaky")
+    store = get_store()
+    original, calls = store.finish, []
+
+    def finish(outcomes):
+        calls.append([o.kind for o in outcomes])
+        if len(calls) == 1:
+            raise DataError("invalid byte sequence for encoding")
+        return original(outcomes)
+
+    monkeypatch.setattr(store, "finish", finish)
+    assert Worker(["default"], worker_id="w", batch_size=1).run_once() == 1
+    stored = get_job(job.id)
+    assert calls == [["retry"], ["retry"]]
+    assert (stored.status, stored.attempts) == ("pending", 1)
+    assert stored.last_error == "RuntimeError: flaky \\u2603"
+    assert stored.error_history[-1]["traceback"] == ""
+    event = get_job_events(job.id)[-1]
+    assert event.type == "retried" and event.data["not_stored"] == ["traceback"]
+    assert event.data["refused"] == "DataError: invalid byte sequence for encoding"
+
+
+def test_lost_session_state_is_retried_on_a_new_connection(register, monkeypatch):
+    """Behind a pooler in transaction mode a prepared statement can vanish between two
+    transactions: the write is retried on a new connection and the outcome stored as it
+    was (it once became a permanent failure)."""
+    from django_edgejobs.store import get_store
+
+    register("t.ok", lambda p, c: {"v": 1})
+    job = enqueue("t.ok")
+    store = get_store()
+    original, calls = store.finish, []
+
+    def finish(outcomes):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ProgrammingError('prepared statement "_pg3_0" does not exist')
+        return original(outcomes)
+
+    monkeypatch.setattr(store, "finish", finish)
+    assert Worker(["default"], worker_id="w").run_once() == 1
+    stored = get_job(job.id)
+    assert len(calls) == 3
+    assert (stored.status, stored.result) == ("completed", {"v": 1})
+
+
+def test_an_outcome_that_cannot_be_stored_at_all_leaves_the_job_to_be_handed_back(
+        register, monkeypatch):
+    """Refused as it was and refused reduced: nothing is written (no failure), the job stays
+    processing under this worker, and the next process with its id reclaims it."""
+    from django_edgejobs.runtime.supervisor import reclaim_orphans
+    from django_edgejobs.store import get_store
+
+    register("t.ok", lambda p, c: "fine")
+    job = enqueue("t.ok", max_attempts=3)
+    store = get_store()
+
+    def finish(outcomes):
+        raise DataError("refused, whatever it is")
+
+    monkeypatch.setattr(store, "finish", finish)
+    assert Worker(["default"], worker_id="stuck").run_once() == 1
+    monkeypatch.undo()
+    assert get_job(job.id).status == "processing"
+    assert reclaim_orphans("stuck") == 1
+    stored = get_job(job.id)
+    assert (stored.status, stored.attempts) == ("pending", 1)
+    assert stored.last_error == "worker stuck restarted while running attempt 1"
+    assert run() == 1
+    assert get_job(job.id).status == "completed"
 
 
 def test_nul_characters_in_errors_are_stored_escaped(register):
