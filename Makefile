@@ -34,8 +34,10 @@ admin: venv
 	$(BIN)/python testproject/manage.py runserver $(ADMIN_ADDR)
 
 ## Run the whole test suite (SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
+## Installs Chromium and PgBouncer with apt-get when missing (their tests skip where it cannot).
 test: venv
 	scripts/ensure-browser || echo "the admin's browser tests will be skipped"
+	scripts/ensure-pgbouncer || echo "the fault suite's PgBouncer rows will be skipped"
 	$(BIN)/python testproject/manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -44,6 +46,7 @@ test: venv
 ## rewrite docs/reliability.md from its figures. The default suite runs it at a small scale.
 chaos: venv
 	command -v faketime >/dev/null || apt-get install -y -qq faketime || true
+	scripts/ensure-pgbouncer || echo "the PgBouncer rows will be skipped"
 	rm -f .chaos.jsonl
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	EDGEJOBS_TEST_DB=test_edgejobs_chaos EDGEJOBS_FAULTS=full \
@@ -57,7 +60,8 @@ chaos: venv
 ## The peer benchmark of issue #8: edgejobs against pgqueuer, procrastinate, django-tasks-db,
 ## Celery and huey, plus a pgbench ceiling; rewrites docs/benchmarks.md and its chart. Builds the
 ## peers' own venv (benchmarks/.peers-venv) if missing. Not part of `make test`. Options:
-## BENCH_ARGS=--quick (a smoke run), BENCH_ARGS='--only pgqueuer,celery-redis', --reps N.
+## BENCH_ARGS=--quick (a smoke run), BENCH_ARGS='--only pgqueuer,celery-redis', --reps N,
+## BENCH_ARGS='--only none --baseline REF' (edgejobs now against edgejobs at commit REF).
 BENCH_ARGS ?=
 bench:
 	test -x $(BIN)/python || $(MAKE) venv

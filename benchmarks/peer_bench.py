@@ -58,7 +58,11 @@ CONTENDERS = {
     "edgejobs-sqlite-b50": ("sqlite", True),
     "huey-sqlite": ("sqlite", False),
     "django-tasks-db-sqlite": ("sqlite", False),
+    # edgejobs at another commit (--baseline REF)
+    "before-pg": ("postgresql", True),
+    "before-sqlite": ("sqlite", True),
 }
+BEFORE = {"before-pg", "before-sqlite"}
 #: edgejobs with ``--batch-size 50``: drains only (W2).
 BATCHED = {"edgejobs-pg-b50", "edgejobs-sqlite-b50"}
 BASELINE = {"postgresql": "edgejobs-pg", "sqlite": "edgejobs-sqlite"}
@@ -111,6 +115,19 @@ def ensure_peers_venv() -> None:
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "install", "-r", requirements], check=True)
     stamp.write_text(digest)
+
+
+def export(ref: str) -> Path:
+    """The package and test project at ``ref``, exported from git (once per commit)."""
+    sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", ref], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    tree = OUT / f"before-{sha}"
+    if not (tree / "django_edgejobs").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", sha, "django_edgejobs",
+                                  "testproject"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    return tree
 
 
 def redis_up() -> bool:
@@ -216,12 +233,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads and one repetition (a smoke run, ~5 min)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
-    parser.add_argument("--only", help="comma-separated peers to run (edgejobs always runs): "
-                        + ", ".join(n for n in CONTENDERS if not n.startswith("edgejobs")))
+    parser.add_argument("--only", help="comma-separated peers to run (edgejobs always runs; "
+                        "'none' for no peer): " + ", ".join(
+                            n for n in CONTENDERS if not n.startswith("edgejobs")
+                            and n not in BEFORE))
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--chart", default=str(ROOT / "docs" / "images" / "benchmarks.png"))
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also run edgejobs at this commit (exported from git) in the same "
+                             "run, and write benchmarks/.out/before-after.md: now / before")
     parser.add_argument("--render", action="store_true", help="only rewrite the page and the "
                         "chart from the last run's benchmarks/.out/results.json")
     args = parser.parse_args()
@@ -234,13 +256,15 @@ def main() -> None:
 
     ensure_peers_venv()
     OUT.mkdir(parents=True, exist_ok=True)
-    names = list(CONTENDERS)
+    names = [n for n in CONTENDERS if n not in BEFORE or args.baseline]
+    if args.baseline:
+        os.environ["BENCH_BEFORE_ROOT"] = str(export(args.baseline))
     if args.only:
-        wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+        wanted = {n.strip() for n in args.only.split(",") if n.strip()} - {"none"}
         unknown = wanted - set(CONTENDERS)
         if unknown:
             parser.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
-        names = [n for n in names if n.startswith("edgejobs") or n in wanted]
+        names = [n for n in names if n.startswith("edgejobs") or n in BEFORE or n in wanted]
     if args.skip_sqlite:
         names = [n for n in names if CONTENDERS[n][0] != "sqlite"]
     skipped = {}
@@ -264,7 +288,7 @@ def main() -> None:
     plan = cases(args.quick)
     results: dict = {"machine": env, "info": info, "skipped": skipped, "reps": reps,
                      "quick": args.quick, "cases": {k: p for k, _, p in plan},
-                     "runs": {}, "ceiling": {}}
+                     "runs": {}, "ceiling": {}, "baseline": args.baseline}
     for rep in range(reps):
         for index, (case, workload, params) in enumerate(plan):
             runners = [n for n in names if applicable(n, case, info[n])]
@@ -291,6 +315,10 @@ def main() -> None:
     results["machine"]["load_end"] = os.getloadavg()
     results["machine"]["minutes"] = round((time.monotonic() - started) / 60, 1)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    if args.baseline:
+        (OUT / "before-after.md").write_text(report.before_after(results))
+        print((OUT / "before-after.md").read_text(), flush=True)
+        return  # a before/after run leaves the peers' page as it is
     write(results, Path(args.output), Path(args.chart))
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from harness import HERE, OUT, ROOT, Contender, ensure_database
@@ -25,21 +26,27 @@ class EdgeJobs(Contender):
              "(the concurrency at first, up to 50)",
              "cron: EDGEJOBS['CRON'], 6-field expression (every second), scheduler in runworker"]
 
-    def __init__(self, store: str, batch_size: int | None = None):
+    def __init__(self, store: str, batch_size: int | None = None, before: bool = False):
+        """``before``: edgejobs from the tree in ``BENCH_BEFORE_ROOT`` (another commit,
+        exported by ``peer_bench.py --baseline REF``), on databases of its own."""
         self.store = store
         self.batch_size = batch_size
+        self.root = Path(os.environ["BENCH_BEFORE_ROOT"]) if before else ROOT
+        suffix = "_before" if before else ""
         self.name = f"edgejobs-{'pg' if store == 'postgresql' else store}" + (
             f"-b{batch_size}" if batch_size else "")
         if store == "postgresql":
-            url = ensure_database("bench_edgejobs").replace("postgresql://", "postgres://")
+            url = ensure_database(f"bench_edgejobs{suffix}").replace("postgresql://",
+                                                                      "postgres://")
         else:
-            url = f"sqlite:///{OUT / 'edgejobs.sqlite3'}"
+            url = f"sqlite:///{OUT / f'edgejobs{suffix}.sqlite3'}"
         self.env = {
             "DATABASE_URL": url,
             "DJANGO_SETTINGS_MODULE": "edgebench.settings",
             "DJANGO_DEBUG": "0",
             "EDGEJOBS_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "testproject"), str(HERE)]),
+            "PYTHONPATH": os.pathsep.join([str(self.root), str(self.root / "testproject"),
+                                          str(HERE)]),
         }
         os.environ.update(self.env)
         for path in reversed(self.env["PYTHONPATH"].split(os.pathsep)):
@@ -55,7 +62,10 @@ class EdgeJobs(Contender):
     def version(self) -> str:
         import django_edgejobs
 
-        return f"{django_edgejobs.__version__} ({os.path.relpath(django_edgejobs.__file__, ROOT)})"
+        where = os.path.relpath(django_edgejobs.__file__, ROOT)
+        if not os.path.realpath(django_edgejobs.__file__).startswith(str(self.root)):
+            raise RuntimeError(f"django_edgejobs came from {where}, not {self.root}")
+        return f"{django_edgejobs.__version__} ({where})"
 
     def setup(self) -> None:
         from django.core.management import call_command

@@ -18,6 +18,9 @@ CONTENDERS = {
     "edgejobs-pg-b50": ("c_edgejobs", "EdgeJobs", {"store": "postgresql", "batch_size": 50}),
     "edgejobs-sqlite": ("c_edgejobs", "EdgeJobs", {"store": "sqlite"}),
     "edgejobs-sqlite-b50": ("c_edgejobs", "EdgeJobs", {"store": "sqlite", "batch_size": 50}),
+    # edgejobs from another commit (peer_bench.py --baseline REF): old and new in one run
+    "before-pg": ("c_edgejobs", "EdgeJobs", {"store": "postgresql", "before": True}),
+    "before-sqlite": ("c_edgejobs", "EdgeJobs", {"store": "sqlite", "before": True}),
     "pgqueuer": ("c_pgqueuer", "PgQueuerContender", {}),
     "procrastinate": ("c_procrastinate", "Procrastinate", {}),
     "django-tasks-db-pg": ("c_dtdb", "DjangoTasksDB", {"store": "postgresql"}),

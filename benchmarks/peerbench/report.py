@@ -457,6 +457,10 @@ class Report:
             "drops a database), runs everything and rewrites this page and its chart. edgejobs "
             "runs from the project's `.venv`, through its public API (`enqueue`, "
             "`enqueue_many`) and `runworker`, with `DJANGO_DEBUG=0`.",
+            "- Before and after a change: `make bench BENCH_ARGS='--only none --baseline REF'` "
+            "also runs edgejobs as it was at commit `REF` (exported from git, its own "
+            "databases), interleaved with today's, and writes `benchmarks/.out/before-after.md`"
+            " (now / before per repetition).",
             "- Interleaving: each repetition runs every workload for every contender back to "
             "back, in an order that rotates between repetitions; a ratio is taken within one "
             "repetition.",
@@ -481,3 +485,30 @@ class Report:
 
 def render(results: dict[str, Any], chart: str | None) -> str:
     return Report(results, chart).render()
+
+
+def before_after(results: dict[str, Any]) -> str:
+    """``--baseline REF``: edgejobs now against edgejobs at REF, measured in the same run (each
+    repetition runs both back to back), as medians and as per-repetition ratios now / before."""
+    ref = results.get("baseline", "?")
+    m = results["machine"]
+    lines = [f"# django-edgejobs {m['commit']} against {ref}, in one run", "",
+             f"{m['cpus']} × {m['cpu']}, PostgreSQL {m['postgresql']}, Python {m['python']}; "
+             f"{results['reps']} repetitions, {m.get('minutes', '?')} min; load average "
+             f"{m['load_start']} at the start. Ratio: now / before per repetition (throughput: "
+             "> 1 is faster now; latency: < 1 is faster now), median (min–max).", "",
+             "| case | database | now | before | ratio |", "| --- | --- | --- | --- | --- |"]
+    for case, by_name in results["runs"].items():
+        for now, before, db in (("edgejobs-pg", "before-pg", "PostgreSQL"),
+                                ("edgejobs-sqlite", "before-sqlite", "SQLite")):
+            a, b = by_name.get(now, []), by_name.get(before, [])
+            if not a or not b:
+                continue
+            key = "p50_ms" if case == "w3" else "rate"
+            fmt, unit = (".1f", " ms") if key == "p50_ms" else (",.0f", "/s")
+            ratios = [x[key] / y[key] for x, y in zip(a, b, strict=False)
+                      if ok(x) and ok(y) and x.get(key) and y.get(key)]
+            lines.append(f"| {case} | {db} | {spread([r[key] for r in a if ok(r)], fmt, unit)} "
+                         f"| {spread([r[key] for r in b if ok(r)], fmt, unit)} "
+                         f"| {spread(ratios, '.3f')} |")
+    return "\n".join(lines) + "\n"

@@ -108,3 +108,19 @@ def test_report_gives_per_repetition_ratios_and_reports_failures():
     # fraction of the pgbench ceiling, per repetition: 400/1000, 500/1000
     assert "| drain, concurrency 1 (batch 1) | 0.45 (0.40–0.50) |" in text
     assert "failed: boom" in text
+
+
+def test_before_after_gives_now_over_before_per_repetition():
+    machine = {"commit": "abc1234", "cpus": 2, "cpu": "x", "postgresql": "15", "python": "3.13",
+               "load_start": [0.1, 0.1, 0.1], "minutes": 3}
+    results = {"baseline": "27df728", "machine": machine, "reps": 2, "runs": {
+        "w1-single": {"edgejobs-pg": [{"rate": 110.0}, {"rate": 90.0}],
+                      "before-pg": [{"rate": 100.0}, {"rate": 100.0}]},
+        "w3": {"edgejobs-sqlite": [{"p50_ms": 5.0}], "before-sqlite": [{"p50_ms": 10.0}]},
+        "w4": {"edgejobs-pg": [{"rate": 1.0}], "before-pg": [{"error": "boom"}]},
+    }}
+    page = report.before_after(results)
+    assert "| w1-single | PostgreSQL | 100/s (90–110) | 100/s (100–100) | 1.000 (0.900–1.100) |" \
+        in page
+    assert "| w3 | SQLite | 5.0 ms | 10.0 ms | 0.500 |" in page
+    assert "| w4 | PostgreSQL | 1/s | — | — |" in page
