@@ -117,3 +117,53 @@ def typed_child(payload, ctx):
     """A force_kill handler with a dataclass schema: the child builds the instance."""
     return {"class": type(payload).__name__, "n": payload.n, "label": payload.label,
             "pid": os.getpid()}
+
+
+class QaBaseException(BaseException):
+    """A custom BaseException that is not an Exception (row 21)."""
+
+
+BASE_EXCEPTIONS = {"cancelled": "asyncio.CancelledError", "generator_exit": "GeneratorExit",
+                   "custom": "QaBaseException"}
+
+
+@job("qa.base_exception", max_attempts=3, retry_delay=0)
+def base_exception(payload, ctx):
+    """Attempt 1 raises the BaseException named by ``kind``; attempt 2 succeeds."""
+    import asyncio
+
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="start")
+    if ctx.attempt == 1:
+        kind = payload["kind"]
+        raise {"cancelled": asyncio.CancelledError, "generator_exit": GeneratorExit,
+               "custom": QaBaseException}[kind](f"attempt 1 raises {kind}")
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="done")
+    return {"kind": payload["kind"]}
+
+
+@job("qa.base_exception_async", max_attempts=3, retry_delay=0)
+async def base_exception_async(payload, ctx):
+    """``async def``: attempt 1 raises ``asyncio.CancelledError``; attempt 2 succeeds."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(Run.objects.create)(job_id=ctx.job_id, attempt=ctx.attempt,
+                                            pid=os.getpid(), phase="start")
+    if ctx.attempt == 1:
+        raise asyncio.CancelledError("attempt 1 is cancelled")
+    await sync_to_async(Run.objects.create)(job_id=ctx.job_id, attempt=ctx.attempt,
+                                            pid=os.getpid(), phase="done")
+    return {"kind": "async"}
+
+
+@job("qa.hostile", max_attempts=3, retry_delay=0)
+def hostile(payload, ctx):
+    """Attempt 1 raises an error whose text holds a lone surrogate, a NUL and non-BMP text
+    (``os.fsdecode`` of a non-UTF-8 file name gives the surrogate); attempt 2 succeeds and
+    returns text with the same valid characters."""
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="start")
+    if ctx.attempt == 1:
+        raise OSError(f"cannot open {os.fsdecode(b'report-\xff.csv')} \x00 \U0001d11e")
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="done")
+    return {"name": payload["name"]}
