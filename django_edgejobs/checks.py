@@ -8,10 +8,11 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from . import crontimes
-from .conf import MAX_CONCURRENCY, get_settings, unknown_keys
+from .conf import MAX_CONCURRENCY, POOLER_MODES, EdgeJobsSettings, get_settings, unknown_keys
 from .models import Job, JobStatus
 from .registry import get_registry
 from .services import schedules
+from .store.pooler import behind_transaction_pooler
 
 
 @register(Tags.compatibility)
@@ -48,6 +49,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             "heartbeat would get a live worker's jobs reclaimed",
             hint="Keep WORKER_TIMEOUT at least 3x HEARTBEAT_INTERVAL.", id="edgejobs.W001",
         ))
+    watchdog = raw.get("WATCHDOG_TIMEOUT", EdgeJobsSettings.WATCHDOG_TIMEOUT)
+    statement = raw.get("STATEMENT_TIMEOUT", EdgeJobsSettings.STATEMENT_TIMEOUT)
+    if _is_number(watchdog) and _is_number(statement) and 0 < watchdog <= statement:
+        problems.append(Error(
+            f"EDGEJOBS['WATCHDOG_TIMEOUT'] must be more than STATEMENT_TIMEOUT ({statement!r}): "
+            "the watchdog would take a statement the server is still running for a dead "
+            f"connection, got {watchdog!r}",
+            hint="Leave a few seconds between them (defaults: 10 and 15), or set "
+                 "WATCHDOG_TIMEOUT to 0 to turn the watchdog off.", id="edgejobs.E005",
+        ))
     return problems
 
 
@@ -62,11 +73,16 @@ _POSITIVE_SECONDS = ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_TIMEOUT",
                      "SUPERVISOR_INTERVAL", "PRUNE_INTERVAL")
 _NON_NEGATIVE_NUMBER = ("SHUTDOWN_TIMEOUT", "DEFAULT_RETRY_DELAY", "DEFAULT_RETRY_DELAY_MAX",
                         "KEEP_FINISHED_DAYS", "KEEP_EVENTS_DAYS", "SQLITE_WATCH_INTERVAL",
-                        "UNKNOWN_TYPE_GRACE")
+                        "UNKNOWN_TYPE_GRACE", "STATEMENT_TIMEOUT", "LOCK_TIMEOUT",
+                        "DEAD_CONNECTION_TIMEOUT", "WATCHDOG_TIMEOUT")
 _HINTS = {
     "QUEUES": "For example ['default', 'emails'].",
     "DEFAULT_RETRY_BACKOFF": "True or False.",
     "PREPARED_STATEMENTS": "True or False.",
+    "POOLER": "'auto' (the default: find out; a pooler found is taken for transaction "
+              "pooling), 'none', 'session' or 'transaction'.",
+    "LISTEN_DATABASE": "The alias of a PostgreSQL database in DATABASES: the jobs' database, "
+                       "reached without the pooler.",
     "CONCURRENCY": f"An integer from 1 to {MAX_CONCURRENCY} (--concurrency has the same bound); "
                    "for more, run more worker processes.",
 }
@@ -97,6 +113,15 @@ def _value_problem(name: str, value: Any) -> str | None:
             return "must be a number >= 0"
     elif name in ("DEFAULT_RETRY_BACKOFF", "PREPARED_STATEMENTS") and not isinstance(value, bool):
         return "must be True or False"
+    elif name == "POOLER" and (not isinstance(value, str) or value not in POOLER_MODES):
+        return "must be one of " + ", ".join(repr(mode) for mode in POOLER_MODES)
+    elif name == "LISTEN_DATABASE" and value is not None:
+        databases = getattr(settings, "DATABASES", None) or {}
+        if not isinstance(value, str) or value not in databases:
+            return "must be None or an alias in DATABASES"
+        if not isinstance(databases[value], dict) or _vendor(
+                databases[value].get("ENGINE")) != "postgresql":
+            return "must name a PostgreSQL database"
     return None
 
 
@@ -217,6 +242,91 @@ def edge_cache_problems(caches: dict[str, Any]) -> list:
                 id="edgejobs.E009",
             ))
     return problems
+
+
+def pooler_problems(raw: Any, databases: dict[str, Any], alias: str, *,
+                    found: bool = False) -> list:
+    """W004 and W005: the jobs' PostgreSQL database is behind a transaction pooler, declared
+    (``EDGEJOBS["POOLER"] = "transaction"``) or ``found`` (``"auto"``, by the database check),
+    and something needs the session such a pooler does not keep."""
+    db = databases.get(alias)
+    if not isinstance(raw, dict) or not isinstance(db, dict) or _vendor(
+            db.get("ENGINE")) != "postgresql":
+        return []
+    if raw.get("POOLER") == "transaction":
+        how = "EDGEJOBS['POOLER'] = 'transaction'"
+    elif found:
+        how = "a pooler answers for it and EDGEJOBS['POOLER'] is 'auto'"
+    else:
+        return []
+    problems: list = []
+    if not raw.get("LISTEN_DATABASE"):
+        problems.append(Warning(
+            f"The workers of DATABASES[{alias!r}] cannot be woken by notifications: it is "
+            f"behind a transaction pooler ({how}), which loses a LISTEN, and "
+            "EDGEJOBS['LISTEN_DATABASE'] is not set, so a new job waits for a worker's next "
+            "poll (POLL_INTERVAL)",
+            hint=f"Add an alias to DATABASES for the same database without the pooler (with "
+                 f"\"TEST\": {{\"MIRROR\": {_text(alias)}}}) and name it in "
+                 "EDGEJOBS['LISTEN_DATABASE']; or, if the pooler pools sessions, set "
+                 "EDGEJOBS['POOLER'] = 'session'.",
+            id="edgejobs.W004",
+        ))
+    options = db.get("OPTIONS") or {}
+    threshold = options.get("prepare_threshold") if isinstance(options, dict) else None
+    if threshold is not None:
+        problems.append(Warning(
+            f"DATABASES[{alias!r}] is behind a transaction pooler ({how}) but sets "
+            f"OPTIONS['prepare_threshold'] = {threshold!r}: Django's own queries get prepared "
+            "on a server connection that the next transaction may not get",
+            hint="Remove \"prepare_threshold\" (Django's default, None, prepares nothing), "
+                 "unless the pooler keeps prepared statements (PgBouncer >= 1.21 with "
+                 "max_prepared_statements).",
+            id="edgejobs.W005",
+        ))
+    if db.get("DISABLE_SERVER_SIDE_CURSORS") is not True:
+        problems.append(Warning(
+            f"DATABASES[{alias!r}] is behind a transaction pooler ({how}) without "
+            "DISABLE_SERVER_SIDE_CURSORS = True: QuerySet.iterator() (the admin's job list "
+            "uses it) declares a cursor that outlives its transaction",
+            hint=f"Set DATABASES[{_text(alias)}][\"DISABLE_SERVER_SIDE_CURSORS\"] = True, as "
+                 "Django's documentation advises for transaction pooling.",
+            id="edgejobs.W005",
+        ))
+    return problems
+
+
+@register(Tags.compatibility)
+def check_pooler(app_configs: Any = None, **kwargs: Any) -> list:
+    from django.db import router
+
+    return pooler_problems(getattr(settings, "EDGEJOBS", None) or {},
+                           getattr(settings, "DATABASES", {}) or {},
+                           router.db_for_write(Job) or "default")
+
+
+@register(Tags.database)
+def check_pooler_found(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list:
+    """W004 and W005 for ``POOLER = "auto"``, a database check (``check --database <alias>``,
+    ``migrate``): whether a pooler answers for the jobs' database is found by asking it.
+    Skipped when that database is not among those asked for, or not reachable."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, connections, router
+
+    alias = router.db_for_write(Job) or "default"
+    raw = getattr(settings, "EDGEJOBS", None) or {}
+    if (not databases or alias not in databases or not isinstance(raw, dict)
+            or raw.get("POOLER", "auto") != "auto"
+            or connections[alias].vendor != "postgresql"):
+        return []
+    try:
+        connection = connections[alias]
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            found = behind_transaction_pooler(alias, connection.connection)
+    except (DatabaseError, ImproperlyConfigured):
+        return []
+    return pooler_problems(raw, getattr(settings, "DATABASES", {}) or {}, alias, found=found)
 
 
 @register(Tags.compatibility)

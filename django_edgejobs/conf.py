@@ -15,6 +15,9 @@ from django.dispatch import receiver
 #: lock: past a few hundred, more worker processes serve better than more threads in one.
 MAX_CONCURRENCY = 1024
 
+#: What ``EDGEJOBS["POOLER"]`` may say sits between the app and PostgreSQL.
+POOLER_MODES = ("auto", "none", "session", "transaction")
+
 
 @dataclass(frozen=True)
 class EdgeJobsSettings:
@@ -41,13 +44,36 @@ class EdgeJobsSettings:
     UNKNOWN_TYPE_GRACE: float = 600
     CRON: dict[str, Any] = field(default_factory=dict)
     REDACT_KEYS: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
-    #: PostgreSQL: prepare the hot-path statements (enqueue, claim, completion) on the server.
-    #: Turn off behind a pooler that cannot keep prepared statements (PgBouncer before 1.21,
-    #: or without max_prepared_statements, in transaction mode).
+    #: PostgreSQL: prepare the hot-path statements (enqueue, claim, completion) on the server,
+    #: where the connection keeps them: never behind a transaction pooler (``POOLER``).
     PREPARED_STATEMENTS: bool = True
+    #: PostgreSQL: what sits between the app and the server (one of ``POOLER_MODES``).
+    #: "transaction": a pooler that hands each transaction any server connection, so nothing
+    #: may outlive a transaction (no prepared statements; LISTEN only on LISTEN_DATABASE);
+    #: "session" or "none": connections keep their session; "auto": find out, once per
+    #: process and database, and take a pooler found for a transaction pooler.
+    POOLER: str = "auto"
+    #: PostgreSQL: the database alias of the worker's LISTEN connection, one that reaches the
+    #: jobs' database without a transaction pooler. None: the jobs' own alias.
+    LISTEN_DATABASE: str | None = None
     #: SQLite: seconds between checks of whether another connection committed (an enqueue
     #: from another process), which wake an idle worker before POLL_INTERVAL; 0 turns it off.
     SQLITE_WATCH_INTERVAL: float = 0.02
+    #: Connection liveness (``store/liveness.py``, ``runtime/watchdog.py``); 0 turns each off.
+    #: PostgreSQL: seconds one statement of the worker's own threads (claim, outcomes,
+    #: heartbeat, maintenance, cron; not the handlers') may run, or its transaction idle,
+    #: before the server ends it...
+    STATEMENT_TIMEOUT: float = 10.0
+    #: ...and may wait for a lock.
+    LOCK_TIMEOUT: float = 5.0
+    #: PostgreSQL: seconds after which the kernel gives up on a connection of a runworker
+    #: process whose server stopped answering (TCP keepalives, tcp_user_timeout,
+    #: connect_timeout), unless DATABASES' OPTIONS set them.
+    DEAD_CONNECTION_TIMEOUT: float = 15.0
+    #: Seconds a statement or commit of the worker's own threads may go unanswered before the
+    #: watchdog closes its connection (the thread retries on a new one); still stuck as long
+    #: again, the process exits with status 75 for its process manager to restart it.
+    WATCHDOG_TIMEOUT: float = 15.0
 
 
 KNOWN_KEYS = frozenset(f.name for f in fields(EdgeJobsSettings))

@@ -5,7 +5,11 @@ starts the services beside the worker on threads of their own (the cron schedule
 the maintenance services together on another: one database connection each), runs the worker
 (which only claims, runs and completes jobs) in the calling thread, and stops everything in
 order: the worker first (its jobs finish or are handed back, its row is marked stopped), then
-the services. Without a worker (``--scheduler-only``) it runs the services until a signal."""
+the services. Without a worker (``--scheduler-only``) it runs the services until a signal.
+
+It also looks after the connections: while it runs, the databases it uses get TCP keepalives
+(``store/liveness.py``), and a ``Watchdog`` on a thread of its own watches the threads of the
+worker and of the services (``runtime/watchdog.py``)."""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ import signal
 import threading
 from typing import Any
 
+from ..conf import get_settings
+from ..store import liveness
 from .scheduler import Scheduler
 from .service import ServiceLoop
 from .supervisor import Supervisor
+from .watchdog import Watchdog
 from .worker import Worker, WorkerStartError
 
 logger = logging.getLogger("django_edgejobs.worker")
@@ -36,12 +43,23 @@ class Process:
         self.scheduler = Scheduler() if scheduler and not (worker and worker.burst) else None
         self.supervisor = Supervisor() if supervisor else None
         alias = worker.store.alias if worker is not None else "default"
+        self.watchdog = Watchdog()
+        if worker is not None:
+            worker.watchdog = self.watchdog
         self.loops: list[ServiceLoop] = []
         if self.supervisor is not None:
-            self.loops.append(ServiceLoop("supervisor", self.supervisor.services(), alias=alias))
+            self.loops.append(ServiceLoop("supervisor", self.supervisor.services(), alias=alias,
+                                          watchdog=self.watchdog))
         if self.scheduler is not None:
             self.loops.append(ServiceLoop("scheduler", [self.scheduler],
-                                          alias=self.scheduler.store.alias))
+                                          alias=self.scheduler.store.alias,
+                                          watchdog=self.watchdog))
+        #: The watchdog's own loop (none with WATCHDOG_TIMEOUT 0); it touches no database.
+        self.watchdog_loop = (ServiceLoop("watchdog", [self.watchdog])
+                              if self.watchdog.timeout > 0 else None)
+        self._aliases = [loop.alias for loop in self.loops] + [alias]
+        if worker is not None and worker.store.supports_notify:
+            self._aliases.append(get_settings().LISTEN_DATABASE or alias)
         self._stop = threading.Event()
         self._signals: list[int] = []
 
@@ -79,24 +97,30 @@ class Process:
         exit status. The worker registers and starts its threads, then the services' loops;
         if a thread cannot be started, what did start is stopped, the worker's row marked
         stopped, and ``WorkerStartError`` raised."""
+        restore_options = liveness.add_keepalives(self._aliases)
+        loops = self.loops + ([self.watchdog_loop] if self.watchdog_loop is not None else [])
         try:
             if self.worker is not None:
-                return self.worker.run(beside=self.loops)
-            for loop in self.loops:
+                return self.worker.run(beside=loops)
+            for loop in loops:
                 try:
                     loop.start()
                 except Exception as exc:  # e.g. "can't start new thread"
-                    started = sum(1 for each in self.loops if each.thread is not None)
+                    started = sum(1 for each in loops if each.thread is not None)
                     raise WorkerStartError("scheduler", exc, started) from exc
             self._stop.wait()
             return 0
         finally:
             self._stop_services()
+            restore_options()
 
     def _stop_services(self) -> None:
         for loop in self.loops:
             loop.stop()
         for loop in self.loops:
             loop.join(SERVICE_STOP_TIMEOUT)
+        if self.watchdog_loop is not None:
+            self.watchdog_loop.stop()
+            self.watchdog_loop.join(SERVICE_STOP_TIMEOUT)
         if self.worker is None and self.scheduler is not None:
             logger.info("scheduler: stopped")

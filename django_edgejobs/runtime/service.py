@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connections
 
@@ -43,6 +43,14 @@ class Service:
         """Called on the loop's thread after the last pass."""
 
 
+class Watcher(Protocol):
+    """What a loop needs of the process's watchdog (``runtime/watchdog.py``)."""
+
+    def watch(self, name: str, alias: str) -> None: ...
+
+    def forget(self) -> None: ...
+
+
 class FunctionService(Service):
     """A service made of a function: ``FunctionService("heartbeat", 5.0, beat)``."""
 
@@ -68,12 +76,17 @@ class ServiceLoop:
 
     ``passes[name]`` counts the finished passes of each service (failed ones too) and
     ``results[name]`` holds the last pass's return value; ``wait_for_passes`` blocks until a
-    service has done more passes."""
+    service has done more passes.
 
-    def __init__(self, name: str, services: Sequence[Service], *, alias: str = "default"):
+    ``watchdog``: the process's ``Watchdog``, which then watches this loop's thread (its
+    statements get the worker's timeouts and are timed)."""
+
+    def __init__(self, name: str, services: Sequence[Service], *, alias: str = "default",
+                 watchdog: Watcher | None = None):
         self.name = name
         self.services = list(services)
         self.alias = alias
+        self.watchdog = watchdog
         self.passes: dict[str, int] = {s.name: 0 for s in self.services}
         self.results: dict[str, Any] = {}
         self.failures: dict[str, int] = {s.name: 0 for s in self.services}
@@ -109,6 +122,8 @@ class ServiceLoop:
 
     def run(self) -> None:
         """The loop: start hooks, passes until stopped, close hooks; connections closed."""
+        if self.watchdog is not None:
+            self.watchdog.watch(self.name, self.alias)
         try:
             for service in self.services:
                 try:
@@ -125,6 +140,8 @@ class ServiceLoop:
                     service.close()
                 except Exception:
                     logger.exception("%s: close failed", service.name)
+            if self.watchdog is not None:
+                self.watchdog.forget()
             connections.close_all()
 
     # -- as a thread ------------------------------------------------------------------

@@ -38,7 +38,7 @@ from .executor import describe, exception_path, execute, failure, log_outcome, t
 from .heartbeat import Heartbeat
 from .maintenance import reclaim_orphans
 from .outcomes import reduced, send_outcome_signal, send_robust
-from .service import FunctionService, ServiceLoop
+from .service import FunctionService, ServiceLoop, Watcher
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -136,6 +136,9 @@ class Worker:
         self._beaten = 0.0
         self.listener: Listener | None = None
         self.exit_code = 0
+        #: Set by ``Process``: watches the claim loop's, the completer's and the heartbeat's
+        #: connections (``runtime/watchdog.py``).
+        self.watchdog: Watcher | None = None
 
     # -- registration -----------------------------------------------------------------
 
@@ -255,6 +258,8 @@ class Worker:
         ``beside``: loops of other services (``Process`` passes the scheduler's and the
         supervisor's) to start once this worker is registered and its threads run, and to stop
         when it stops: one start-up that either succeeds whole or stops what it started."""
+        if self.watchdog is not None:
+            self.watchdog.watch("claim loop", self.store.alias)
         self.register()
         logger.info("worker %s: queues=%s concurrency=%d batch=%s", self.id,
                     ",".join(self.queues), self.concurrency,
@@ -270,13 +275,16 @@ class Worker:
             self._loop()
         finally:
             self._shutdown()  # also deregisters: the row is marked stopped
+            if self.watchdog is not None:
+                self.watchdog.forget()
         return self.exit_code
 
     def _start_services(self) -> None:
         self._spawn("completer", self._completer_loop)
         for n in range(self.concurrency):
             self._spawn(f"slot-{n}", self._slot_loop)
-        self._start_loop(ServiceLoop("heartbeat", [self.heartbeat], alias=self.store.alias))
+        self._start_loop(ServiceLoop("heartbeat", [self.heartbeat], alias=self.store.alias,
+                                     watchdog=self.watchdog))
         if self.store.supports_notify:
             self.listener = Listener(self.store.alias, self.queues, self._wake.set,
                                      self._services_stop)
@@ -292,7 +300,7 @@ class Worker:
 
             self._start_loop(ServiceLoop("watcher", [FunctionService(
                 "watcher", get_settings().SQLITE_WATCH_INTERVAL, watch, close=watcher.close)],
-                alias=self.store.alias))
+                alias=self.store.alias, watchdog=self.watchdog))
 
     def _start_loop(self, loop: ServiceLoop) -> None:
         self.loops.append(loop)
@@ -487,6 +495,8 @@ class Worker:
             self._settle(entry, None, free_slot=True)
 
     def _completer_loop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.watch("completer", self.store.alias)
         while True:
             first = self._done.get()
             batch = [] if first is _STOP else [first]

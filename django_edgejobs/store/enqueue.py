@@ -60,13 +60,15 @@ class EnqueueVerbs(StoreCore):
     def _insert_rows(self, jobs: list[Job], *, conflicts: bool) -> set[uuid.UUID]:
         """Insert rows with their ``added`` events and wake workers; return the ids inserted.
 
-        Delays and expiries count from the database's clock (``enqueue_delay`` and
-        ``enqueue_expires``, set by ``build_job``)."""
+        ``created_at`` is the database's clock, and delays and expiries count from it
+        (``enqueue_delay`` and ``enqueue_expires``, set by ``build_job``)."""
         if not jobs:
             return set()
+        now = self.db_now()
+        for j in jobs:
+            j.created_at = j.updated_at = now
         if any(getattr(j, "enqueue_delay", None) is not None
                or getattr(j, "enqueue_expires", None) is not None for j in jobs):
-            now = self.db_now()
             for j in jobs:
                 delay = getattr(j, "enqueue_delay", None)
                 if delay is not None:

@@ -2,7 +2,7 @@
 with LISTEN/NOTIFY (the notification is delivered when the enqueueing transaction commits).
 
 The statements are named in ``sql_postgres.py``; this module binds their parameters and runs
-them (``_bound``: server-side binding, prepared)."""
+them (``_bound``: server-side binding, prepared where the connection keeps its session)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..conf import get_settings
 from ..models import Job
 from . import sql_postgres as sql
 from .base import Finish, Store
+from .pooler import behind_transaction_pooler
 from .rows import jobs_from_rows
 from .sql_postgres import CHANNEL
 
@@ -60,6 +61,9 @@ def _build_insert_shape(connection: Any) -> _InsertShape:
     types: list[str] = []
     getters: list[Callable[[Job], object]] = []
     for f in Job._meta.concrete_fields:
+        if f.attname in ("created_at", "updated_at"):  # the database's clock, no parameter
+            selected.append(sql.STATEMENT_MOMENT_SQL)
+            continue
         name = f"c_{f.column}"
         kind = f.get_internal_type()
         names.append(name)
@@ -126,14 +130,19 @@ class PostgresStore(Store):
 
         Django's psycopg cursor binds on the client (it quotes every value into the SQL text
         in Python); this one sends the parameters apart, in binary, and psycopg prepares
-        the statement on the server (``PREPARED_STATEMENTS``). Errors are Django's, the
-        connection's ``execute_wrapper`` hooks see the statement, and it is logged like any
-        other when queries are (``CaptureQueriesContext``, DEBUG)."""
+        the statement on the server (``PREPARED_STATEMENTS``; never behind a transaction
+        pooler, see ``pooler.py``). Errors are Django's, the connection's
+        ``execute_wrapper`` hooks see the statement, and it is logged like any other when
+        queries are (``CaptureQueriesContext``, DEBUG)."""
         conn = self.connection
         conn.ensure_connection()
         conn.validate_no_broken_transaction()
         raw = conn.connection
-        prepare = get_settings().PREPARED_STATEMENTS
+        with conn.wrap_database_errors:
+            # Behind a transaction pooler the next transaction may run on another server
+            # connection, which has no such prepared statement, or another client's.
+            prepare = (get_settings().PREPARED_STATEMENTS
+                       and not behind_transaction_pooler(conn.alias, raw))
         if prepare and raw.prepare_threshold is None:
             # Django leaves automatic preparing off (None); a threshold no statement reaches
             # keeps it off for Django's queries while ``prepare=True`` works for ours.
@@ -192,11 +201,12 @@ class PostgresStore(Store):
         statement = sql.insert_jobs_sql(shape.columns, shape.selected, array_names, array_params,
                                         scalar_names, scalar_params, conflicts)
         by_id = {job.id: job for job in jobs}
-        for job_id, run_at, expires_at, _ in self._bound(statement,
-                                                         [*arrays, *scalars, CHANNEL]):
+        for job_id, run_at, expires_at, created_at, _ in self._bound(
+                statement, [*arrays, *scalars, CHANNEL]):
             inserted.add(job_id)
-            by_id[job_id].run_at = run_at
-            by_id[job_id].expires_at = expires_at
+            job = by_id[job_id]
+            job.run_at, job.expires_at = run_at, expires_at
+            job.created_at = job.updated_at = created_at
         return inserted
 
     def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:

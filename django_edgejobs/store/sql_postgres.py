@@ -21,6 +21,10 @@ CHANNEL = "django_edgejobs"
 #: The listener's statement, on its own connection (autocommit).
 LISTEN_SQL = f'LISTEN "{CHANNEL}"'
 
+#: The server process behind a connection: through a pooler it is not the one the connection
+#: was told at startup (``store/pooler.py``).
+BACKEND_PID_SQL = "SELECT pg_backend_pid()"
+
 #: Wake the workers of some queues when the transaction commits. Params: channel, queues.
 NOTIFY_SQL = "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q"
 
@@ -31,6 +35,10 @@ def moment_column_sql(name: str) -> str:
     """A parameter column of moments with its companion of seconds (``{name}_in``): the
     moment given, else that many seconds from the statement's clock."""
     return f"COALESCE({name}, statement_timestamp() + {name}_in * interval '1 second')"
+
+
+#: A moment column the INSERT fills from the database's clock (created_at, updated_at).
+STATEMENT_MOMENT_SQL = "statement_timestamp()"
 
 
 def json_column_sql(name: str) -> str:
@@ -57,7 +65,9 @@ def insert_jobs_sql(columns: str, selected: str, array_names: list[str],
     ``columns``: the job table's; ``selected``: what the SELECT yields for them from the
     parameter columns, which come from ``unnest`` of the arrays (``array_names``) and one
     ``VALUES`` row of the shared values (``scalar_names``). ``conflicts``: skip a row whose
-    idempotency key is taken. Params: the arrays, the shared values, the channel."""
+    idempotency key is taken. ``created_at`` and ``updated_at`` are the statement's moment
+    (``selected`` says so): the database's clock, not the enqueuing host's. Params: the arrays,
+    the shared values, the channel."""
     sources = []
     if array_names:
         sources.append(f"unnest({', '.join(array_params)}) AS a({', '.join(array_names)})")
@@ -67,11 +77,11 @@ def insert_jobs_sql(columns: str, selected: str, array_names: list[str],
     return (
         f'WITH j AS (INSERT INTO "{JOBS}" ({columns}) '
         f"SELECT {selected} FROM {' CROSS JOIN '.join(sources)} "
-        f"{conflict}RETURNING id, queue, run_at, expires_at), "
+        f"{conflict}RETURNING id, queue, run_at, expires_at, created_at), "
         f'e AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
         "SELECT id, 'added', '{}'::jsonb, statement_timestamp() FROM j), "
         "n AS (SELECT pg_notify(%s, q.queue) FROM (SELECT DISTINCT queue FROM j) q) "
-        "SELECT id, run_at, expires_at, (SELECT count(*) FROM n) FROM j"
+        "SELECT id, run_at, expires_at, created_at, (SELECT count(*) FROM n) FROM j"
     )
 
 

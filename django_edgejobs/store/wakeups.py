@@ -12,6 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.db import connections
+
+from ..conf import get_settings
+from .pooler import behind_transaction_pooler, proxied
 from .sql_postgres import LISTEN_SQL
 from .sql_sqlite import DATA_VERSION_SQL
 
@@ -19,7 +23,13 @@ logger = logging.getLogger("django_edgejobs.worker")
 
 
 class Listener:
-    """LISTEN on a dedicated connection (outside Django's pool); call ``wake`` per notice."""
+    """LISTEN on a dedicated connection (outside Django's pool); call ``wake`` per notice.
+
+    The connection is the jobs' database's (``alias``), or ``EDGEJOBS["LISTEN_DATABASE"]``'s
+    when set: an alias of the same database that bypasses a transaction pooler. Through such
+    a pooler a LISTEN stays on a server connection no client reads, so the notifications are
+    lost: without ``LISTEN_DATABASE`` the listener then logs one warning and stops, and the
+    worker finds new jobs by polling (system check ``edgejobs.W004`` says so before)."""
 
     def __init__(self, alias: str, queues: Sequence[str], wake: Callable[[], None],
                  stop: threading.Event):
@@ -28,28 +38,69 @@ class Listener:
         self.wake = wake
         self.stop = stop
         self.connected = threading.Event()
+        #: Whether a pooler answers for LISTEN_DATABASE as well (found at its connection).
+        self.pooled = False
 
-    def _connect(self):
-        import psycopg
-        from django.db import connections
+    @property
+    def listen_alias(self) -> str:
+        """The database alias the LISTEN connection uses."""
+        return get_settings().LISTEN_DATABASE or self.alias
 
-        params = connections[self.alias].get_connection_params()
+    def _connect(self) -> Any:
+        import psycopg  # here: SQLite projects may not have it installed
+
+        params = connections[self.listen_alias].get_connection_params()
         for key in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
             params.pop(key, None)
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(LISTEN_SQL)
+        return psycopg.connect(**params, autocommit=True)
+
+    def _open(self) -> Any:
+        """The LISTENing connection, or None when notifications on it would be lost: the
+        jobs' own database behind a transaction pooler (declared or found, ``pooler.py``)
+        and no LISTEN_DATABASE, which is declared to bypass it."""
+        conn = self._connect()
+        try:
+            if get_settings().LISTEN_DATABASE:
+                self.pooled = proxied(conn)  # a mistake the start line reports
+            elif behind_transaction_pooler(self.alias, conn):
+                conn.close()
+                return None
+            conn.execute(LISTEN_SQL)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error raised is the one to report
+                conn.close()
+            raise
         return conn
 
     def run(self) -> None:
         backoff = 0.5
+        announced = False
         while not self.stop.is_set():
             try:
-                conn = self._connect()
+                conn = self._open()
             except Exception as exc:
                 logger.warning("listener cannot connect (%s); retrying in %.1fs", exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            if conn is None:
+                logger.warning(
+                    "wake-ups: no LISTEN: database %r is behind a transaction pooler "
+                    "(EDGEJOBS['POOLER'] = %r), which would lose the notifications; this "
+                    "worker finds new jobs by polling (--poll-interval, POLL_INTERVAL). Set "
+                    "EDGEJOBS['LISTEN_DATABASE'] to an alias that reaches PostgreSQL without "
+                    "the pooler (edgejobs.W004).", self.alias, get_settings().POOLER)
+                return
+            if not announced:
+                if self.pooled:
+                    logger.warning(
+                        "wake-ups: LISTEN on database %r, but a connection pooler answers "
+                        "for it too: in transaction pooling its notifications are lost. "
+                        "EDGEJOBS['LISTEN_DATABASE'] should reach PostgreSQL directly.",
+                        self.listen_alias)
+                else:
+                    logger.info("wake-ups: LISTEN on database %r", self.listen_alias)
+                announced = True
             backoff = 0.5
             self.connected.set()
             self.wake()  # anything enqueued while we were not listening
@@ -102,8 +153,6 @@ class CommitWatcher:
 
     def _connect(self) -> Any:
         import sqlite3
-
-        from django.db import connections
 
         params = connections[self.alias].get_connection_params()
         # A read waits for a writer's commit in rollback-journal mode (and, rarely, for a

@@ -2,6 +2,11 @@
 
 - ``DATABASE_URL``: ``sqlite:///path`` (default: ``db.sqlite3`` beside this project) or
   ``postgres://user:password@host:port/name``.
+- ``LISTEN_DATABASE_URL``: when ``DATABASE_URL`` points at a connection pooler (PgBouncer), a
+  URL of the same PostgreSQL database that bypasses it: the alias ``listen``, which the
+  workers' LISTEN connection uses (``EDGEJOBS["LISTEN_DATABASE"]``).
+- ``LEDGER_DATABASE_URL``: the alias ``ledger``, where the ``qa`` ledger is written (the fault
+  suite's proxy rows reach the test database directly with it).
 - ``REDIS_URL``: ``redis://127.0.0.1:6379/0`` (used by the cache examples and tests).
 - ``EDGEJOBS_JSON``: a JSON object merged into ``EDGEJOBS`` (tests tune timeouts with it).
 """
@@ -55,6 +60,17 @@ def database_from_url(url: str) -> dict:
 
 DATABASES = {"default": database_from_url(
     os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+if os.environ.get("LISTEN_DATABASE_URL"):
+    # "default" is behind a pooler: no cursor may outlive its transaction. "listen" is the
+    # same database reached without it (tests use "default"'s test database for both).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["listen"] = {**database_from_url(os.environ["LISTEN_DATABASE_URL"]),
+                           "TEST": {"MIRROR": "default"}}
+if os.environ.get("LEDGER_DATABASE_URL"):
+    # The fault suite's proxy rows: the qa ledger reaches the database directly (qa/routers.py).
+    DATABASES["ledger"] = {**database_from_url(os.environ["LEDGER_DATABASE_URL"]),
+                           "TEST": {"MIRROR": "default"}}
+    DATABASE_ROUTERS = ["qa.routers.LedgerRouter"]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Where links in the example app's emails point (the token callback of shop.refund_approval).
@@ -100,6 +116,8 @@ EDGEJOBS = {
     "QUEUES": ["default", "emails", "reports", "webhooks"],
     "CONCURRENCY": 4,
 }
+if "listen" in DATABASES:
+    EDGEJOBS["LISTEN_DATABASE"] = "listen"
 EDGEJOBS.update(json.loads(os.environ.get("EDGEJOBS_JSON", "{}")))
 
 # Django's own Task API on the same job store and workers (shop/tasks.py).

@@ -32,9 +32,12 @@ class Workers:
 
     def start(self, *args: str, edgejobs: dict[str, Any] | None = None,
               command: str = "runworker", new_session: bool = False,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+              env: dict[str, str] | None = None,
+              url: str | None = None) -> subprocess.Popen[bytes]:
+        """``url``: the database URL the process uses (a pooler's, say); by default the
+        test database's own."""
         env = {**os.environ, **(env or {})}
-        env["DATABASE_URL"] = database_url()
+        env["DATABASE_URL"] = url or database_url()
         env["EDGEJOBS_JSON"] = json.dumps(edgejobs or {})
         env["EDGEJOBS_LOG_LEVEL"] = "INFO"
         log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
