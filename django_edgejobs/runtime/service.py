@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from django.db import connections
 
+from ..conf import get_settings
 from .db import reset_connection
 
 logger = logging.getLogger("django_edgejobs.services")
@@ -49,6 +50,14 @@ class Watcher(Protocol):
     def watch(self, name: str, alias: str) -> None: ...
 
     def forget(self) -> None: ...
+
+
+class SupervisorService(Service):
+    """A maintenance service that passes every ``SUPERVISOR_INTERVAL``."""
+
+    @property
+    def interval(self) -> float:
+        return get_settings().SUPERVISOR_INTERVAL
 
 
 class FunctionService(Service):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 from ... import signals
-from ...conf import get_settings
 from ...models import Job
 from ...store import get_store
-from ..service import Service
+from ..service import SupervisorService
 from .rescuer import BATCH
 
 logger = logging.getLogger("django_edgejobs.supervisor")
@@ -29,14 +28,10 @@ def cancel_expired_jobs() -> int:
             return total
 
 
-class JobExpirer(Service):
+class JobExpirer(SupervisorService):
     """Every ``SUPERVISOR_INTERVAL``: ``cancel_expired_jobs()``."""
 
     name = "job_expirer"
-
-    @property
-    def interval(self) -> float:
-        return get_settings().SUPERVISOR_INTERVAL
 
     def run_once(self) -> int:
         return cancel_expired_jobs()

@@ -14,7 +14,7 @@ from ... import signals
 from ...conf import get_settings
 from ...models import Job, JobStatus
 from ...store import Store, get_store
-from ..service import Service
+from ..service import SupervisorService
 
 logger = logging.getLogger("django_edgejobs.supervisor")
 
@@ -50,7 +50,7 @@ def _reclaim(step: Callable[[Store], list[tuple[uuid.UUID, str]]]) -> int:
             return total
 
 
-class Rescuer(Service):
+class Rescuer(SupervisorService):
     """Every ``SUPERVISOR_INTERVAL``: ``reclaim_stuck_jobs()``, unless it cannot tell a silent
     worker from its own silence.
 
@@ -72,10 +72,6 @@ class Rescuer(Service):
         #: Since when (``clock``) the database has answered every pass; None: the last pass
         #: failed on it.
         self.in_touch_since: float | None = -math.inf
-
-    @property
-    def interval(self) -> float:
-        return get_settings().SUPERVISOR_INTERVAL
 
     def run_once(self) -> int:
         """Reclaim, or (back in touch for less than ``WORKER_TIMEOUT``) check the database

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ...conf import get_settings
 from ...store import get_store
-from ..service import Service
+from ..service import SupervisorService
 
 
 def resume_due_waits() -> int:
@@ -13,14 +12,10 @@ def resume_due_waits() -> int:
     return get_store().resume_due()
 
 
-class Resumer(Service):
+class Resumer(SupervisorService):
     """Every ``SUPERVISOR_INTERVAL``: ``resume_due_waits()``."""
 
     name = "resumer"
-
-    @property
-    def interval(self) -> float:
-        return get_settings().SUPERVISOR_INTERVAL
 
     def run_once(self) -> int:
         return resume_due_waits()
