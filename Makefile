@@ -61,7 +61,8 @@ chaos: venv
 ## Celery and huey, plus a pgbench ceiling; rewrites docs/benchmarks.md and its chart. Builds the
 ## peers' own venv (benchmarks/.peers-venv) if missing. Not part of `make test`. Options:
 ## BENCH_ARGS=--quick (a smoke run), BENCH_ARGS='--only pgqueuer,celery-redis', --reps N,
-## BENCH_ARGS='--only none --baseline REF' (edgejobs now against edgejobs at commit REF).
+## BENCH_ARGS='--only none --baseline REF --scale 4' (edgejobs now against edgejobs at commit REF;
+## drains timed by the jobs' own times, cases long enough to compare within a few percent).
 BENCH_ARGS ?=
 bench:
 	test -x $(BIN)/python || $(MAKE) venv

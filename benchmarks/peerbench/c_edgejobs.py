@@ -115,6 +115,13 @@ class EdgeJobs(Contender):
                 "(2 for the jobs that fail once)", "states": {" ".join(map(str, k)): v
                                                              for k, v in rows.items()}}
 
+    def queue_span(self) -> tuple[float, float]:
+        from django.db.models import Max, Min
+
+        span = self.Job.objects.exclude(type=TYPES["tick"]).aggregate(
+            start=Min("started_at"), end=Max("completed_at"))
+        return span["start"].timestamp(), span["end"].timestamp()
+
     def close(self) -> None:
         from django.db import connections
 

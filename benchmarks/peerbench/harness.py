@@ -289,6 +289,12 @@ class Contender:
         """
         raise NotImplementedError
 
+    def queue_span(self) -> tuple[float, float] | None:
+        """The first start and the last finish (epoch seconds) from the queue's own
+        timestamps, when it keeps them; None when it does not. ``--baseline`` compares
+        edgejobs with itself by this span: the harness's 0.1 s polling is no part of it."""
+        return None
+
     def before_stop(self, workers: Workers) -> dict[str, Any]:
         """Read anything the workers must be alive for (Celery's stats). Default: nothing."""
         return {}
@@ -381,6 +387,9 @@ def w2_drain(c: Contender, n: int, concurrency: int, processes: int,
     started = float(next(m for m in read_marks() if m[:2] == ["start", "mark"])[-1])
     check = c.verify({"mark": 1, "noop": n})
     check.update(extra)
+    span = c.queue_span()
+    if span is not None:
+        check["queue_rate"] = n / (span[1] - span[0])
     phases.update(started=started, verified=time.time())
     overhead = {"seed_s": phases["seeded"] - phases["begin"],
                 "startup_s": started - phases["seeded"],
