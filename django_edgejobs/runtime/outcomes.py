@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
@@ -83,12 +84,17 @@ def reduced(outcome: Finish, refusal: BaseException) -> Finish:
 
 def send_outcome_signal(job: Job, outcome: Finish) -> None:
     _apply(job, outcome)
-    transition = OUTCOMES[outcome.kind]
-    if not transition.signal:
-        return
-    signal = getattr(signals, transition.signal)
-    kwargs = {COMPLETE: {"result": outcome.result},
-              RETRY: {"error": outcome.error, "delay": outcome.delay},
-              FAIL: {"error": outcome.error}}[transition]
-    if signal.has_listeners():
-        send_robust(signal, job, **kwargs)
+    sent = _SIGNALS.get(outcome.kind)
+    if sent is not None and sent[0].has_listeners():
+        send_robust(sent[0], job, **sent[1](outcome))
+
+
+#: A signal's arguments besides ``job``, by transition (its signal: the transition table's).
+_ARGUMENTS: dict[str, Callable[[Finish], dict[str, Any]]] = {
+    COMPLETE.name: lambda o: {"result": o.result},
+    RETRY.name: lambda o: {"error": o.error, "delay": o.delay},
+    FAIL.name: lambda o: {"error": o.error},
+}
+#: Outcome kind -> (signal, its arguments), built once: this runs for every job.
+_SIGNALS = {kind: (getattr(signals, t.signal), _ARGUMENTS[t.name])
+            for kind, t in OUTCOMES.items() if t.signal}
