@@ -54,7 +54,7 @@ chaos: venv
 		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings $(PYTEST_ARGS)
 	EDGEJOBS_TEST_DB=test_edgejobs_chaos EDGEJOBS_FAULTS=full \
 	EDGEJOBS_FAULTS_REPORT=$(CURDIR)/.chaos.jsonl \
-		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14 or 15"
+		$(BIN)/python -m pytest tests/acceptance/faults -p no:warnings -k "12 or 11 or 14 or 15 or test_21 or test_22 or test_23"
 	$(BIN)/python tests/acceptance/faults/report.py .chaos.jsonl docs/reliability.md
 
 ## The peer benchmark of issue #8: edgejobs against pgqueuer, procrastinate, django-tasks-db,

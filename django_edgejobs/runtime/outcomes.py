@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import signals

@@ -79,9 +79,10 @@ def main(argv: list[str]) -> int:
         "Row 21: handlers raising a `BaseException` that is not an `Exception` fail their",
         "attempt (none stays `processing`) and `--burst` ends. Row 22: lone surrogates are",
         "refused at enqueue, naming the place, and errors holding them (and NUL) are stored",
-        "escaped, the retry kept. Row 23 feeds two long-running workers (concurrency 4) in",
-        "chunks and samples each worker's resident memory and the database's sessions",
-        "(budget: concurrency + 6 per worker).",
+        "escaped, the retry kept. Row 23 feeds two long-running workers (concurrency 4,",
+        "`DEBUG = False`) in chunks and samples each worker's resident memory and the",
+        "database's sessions (budget: concurrency + 6 per worker); *rss growth* is the larger",
+        "worker's from the first tenth of the run to the end.",
         "",
     ]
     out.write_text("\n".join(lines))
