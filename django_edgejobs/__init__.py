@@ -26,6 +26,10 @@ _LAZY = {
     "cancel_all_upcoming": "services.lifecycle",
     "retry_job": "services.lifecycle",
     "edit_job": "services.lifecycle",
+    "edit_all_pending": "services.lifecycle",
+    "retry_all_failed": "services.lifecycle",
+    "failure_groups": "services.failures",
+    "FailureGroup": "services.failures",
     "complete_token": "services.tokens",
     "get_token": "services.tokens",
     "expire_timed_out_tokens": "services.tokens",
@@ -55,8 +59,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .handlers import job
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
     from .services.enqueue import enqueue, enqueue_many, enqueue_on_commit
+    from .services.failures import FailureGroup, failure_groups
     from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs
-    from .services.lifecycle import cancel_all_upcoming, cancel_job, edit_job, retry_job
+    from .services.lifecycle import (
+        cancel_all_upcoming,
+        cancel_job,
+        edit_all_pending,
+        edit_job,
+        retry_all_failed,
+        retry_job,
+    )
     from .services.schedules import (
         add_cron,
         edit_cron,

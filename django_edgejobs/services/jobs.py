@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from django.db.models import BooleanField, ExpressionWrapper
+from django.conf import settings
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from ..models import Job, JobEvent, JobStatus
 from ..store import get_store
@@ -67,11 +70,53 @@ def jobs_queryset(type: str | None = None, status: str | None = None,
     return qs
 
 
+def _moment(name: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a datetime or None, got {value!r}")
+    if settings.USE_TZ and timezone.is_naive(value):
+        raise ValueError(f"{name} must be an aware datetime (USE_TZ is on), got {value!r}")
+    return value
+
+
+def _page_start(before: Any) -> tuple[datetime, uuid.UUID]:
+    """(created_at, id) of the job ``before`` names: a Job, or the id of one that exists."""
+    if isinstance(before, Job):
+        return before.created_at, before.id
+    parsed = parse_job_id(before)
+    row = (Job.objects.filter(id=parsed).values_list("created_at", "id").first()
+           if parsed is not None else None)
+    if row is None:
+        raise ValueError(f"before must be a Job or the id of one, got {before!r} (no such job)")
+    return row
+
+
 def list_jobs(type: str | None = None, status: str | None = None,
               queue: str | None = None, tags: Any = None, tag_mode: str = "all",
-              limit: int | None = 50) -> list:
-    """Jobs matching every given filter, newest first."""
+              limit: int | None = 50, *, priority: int | None = None,
+              run_at_from: datetime | None = None, run_at_to: datetime | None = None,
+              created_from: datetime | None = None, created_to: datetime | None = None,
+              before: Any = None) -> list:
+    """Jobs matching every given filter, newest first (``created_at``, then ``id``).
+
+    ``run_at_from``/``created_from`` are inclusive, ``run_at_to``/``created_to`` exclusive.
+    ``before``: a job (or its id) from an earlier page; only jobs after it in this order come
+    back, so ``list_jobs(limit=50, before=page[-1])`` is the next page, and pages neither
+    repeat nor skip a job while new ones arrive (keyset paging, no OFFSET)."""
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise ValueError(f"priority must be an integer or None, got {priority!r}")
+    bounds = {"run_at__gte": _moment("run_at_from", run_at_from),
+              "run_at__lt": _moment("run_at_to", run_at_to),
+              "created_at__gte": _moment("created_from", created_from),
+              "created_at__lt": _moment("created_to", created_to)}
     qs = jobs_queryset(type, status, queue, tags, tag_mode).order_by("-created_at", "-id")
+    if priority is not None:
+        qs = qs.filter(priority=priority)
+    qs = qs.filter(**{k: value for k, value in bounds.items() if value is not None})
+    if before is not None:
+        created_at, job_id = _page_start(before)
+        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=job_id))
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")

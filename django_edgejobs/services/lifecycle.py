@@ -21,7 +21,8 @@ from ..models.transitions import CANCEL, EDIT, MANUAL_RETRY, RESUME, RUN_NOW, Tr
 from ..registry import get_registry
 from ..store import get_store
 from . import validation as v
-from .jobs import check_tag_mode, filter_tags, parse_job_id
+from .failures import failed_ids
+from .jobs import check_tag_mode, filter_tags, jobs_queryset, parse_job_id
 
 EDITABLE = frozenset({
     "payload", "priority", "run_at", "delay", "max_attempts", "max_retries", "tags",
@@ -95,30 +96,27 @@ def retry_job(job_id: Any) -> bool:
     return bool(retry_jobs([job_id]))
 
 
-def _check_schema(job_id: Any, payload: Any, *, where: str) -> Any:
-    """A new payload for a job, checked against its type's schema like on enqueue."""
-    parsed = parse_job_id(job_id)
-    type_name = (Job.objects.filter(id=parsed).values_list("type", flat=True).first()
-                 if parsed is not None else None)
+def _check_schema(type_name: str | None, payload: Any, *, where: str) -> Any:
+    """A new payload for a job of ``type_name``, checked against its schema like on enqueue."""
     job_type = get_registry().get(type_name) if type_name is not None else None
     if job_type is None or job_type.payload_schema is None:
         return payload
     return job_type.payload_schema.dump(payload, where=f"{where}({type_name!r})")
 
 
-def edit_job(job_id: Any, **changes: Any) -> bool:
-    """Change a pending job; False when it is not pending (or unknown). Bad values raise."""
+def _edit_values(changes: dict[str, Any], *, where: str, type_name: str | None) -> dict:
+    """The columns ``changes`` sets on a pending job of ``type_name``, validated as on
+    enqueue; raises ``ValueError`` naming the first bad one."""
     unknown = set(changes) - EDITABLE
     if unknown:
-        raise ValueError(f"edit_job: cannot edit {', '.join(sorted(unknown))}; editable: "
+        raise ValueError(f"{where}: cannot edit {', '.join(sorted(unknown))}; editable: "
                          f"{', '.join(sorted(EDITABLE))}")
-    where = "edit_job"
     values: dict[str, Any] = {}
     if "payload" in changes:
         import json
 
         payload = {} if changes["payload"] is None else changes["payload"]  # as enqueue does
-        payload = _check_schema(job_id, payload, where=where)
+        payload = _check_schema(type_name, payload, where=where)
         text = v.encode_payload(payload, max_bytes=get_settings().MAX_PAYLOAD_BYTES, where=where)
         values["payload"] = json.loads(text)
     opts = v.validate_options({k: changes[k] for k in ("queue", "priority", "retry_delay",
@@ -144,12 +142,55 @@ def edit_job(job_id: Any, **changes: Any) -> bool:
         values["run_at"] = run_at if changes.get("run_at") is not None else Now() + (run_at - now)
     if "tags" in changes:
         values["tags"] = v.validate_tags(changes["tags"], where=where)
+    return values
+
+
+def _edit(job_ids: list, values: dict[str, Any]) -> list:
+    """Apply validated ``values`` to those of ``job_ids`` still pending, 500 per transaction;
+    returns the ids changed."""
+    data = {"fields": sorted(values)}
+    wake = "run_at" in values or "queue" in values  # it may be due now, or due elsewhere
+    done: list = []
+    for chunk in _batches(job_ids):
+        done.extend(_change(chunk, EDIT, values, data, wake=wake))
+    return done
+
+
+def edit_job(job_id: Any, **changes: Any) -> bool:
+    """Change a pending job; False when it is not pending (or unknown). Bad values raise."""
     parsed = parse_job_id(job_id)
+    type_name = (Job.objects.filter(id=parsed).values_list("type", flat=True).first()
+                 if parsed is not None else None)
+    values = _edit_values(changes, where="edit_job", type_name=type_name)
     if parsed is None or not values:
         return False
-    data = {"fields": sorted(k for k in values)}
-    wake = "run_at" in values or "queue" in values  # it may be due now, or due elsewhere
-    return bool(_change([parsed], EDIT, values, data, wake=wake))
+    return bool(_edit([parsed], values))
+
+
+def edit_all_pending(type: str | None = None, queue: str | None = None, tags: Any = None,
+                     tag_mode: str = "all", **changes: Any) -> int:
+    """``edit_job(**changes)`` for every pending job matching the filters, 500 per
+    transaction; returns how many were changed. Every value is checked first (a payload
+    against the schema of each type matched), so a bad one changes nothing."""
+    where = "edit_all_pending"
+    _edit_values(changes, where=where, type_name=None)  # names a bad key before any read
+    ids_by_type: dict[str, list] = {}
+    for job_id, type_name in jobs_queryset(type, JobStatus.PENDING, queue, tags,
+                                           tag_mode).values_list("id", "type"):
+        ids_by_type.setdefault(type_name, []).append(job_id)
+    values_by_type = {t: _edit_values(changes, where=where, type_name=t) for t in ids_by_type}
+    if not changes:
+        return 0
+    return sum(len(_edit(ids, values_by_type[t])) for t, ids in ids_by_type.items())
+
+
+def retry_all_failed(type: str | None = None, queue: str | None = None, tags: Any = None,
+                     tag_mode: str = "all", error_group: str | None = None) -> int:
+    """``retry_job`` for every failed job matching the filters and, with ``error_group`` (a
+    ``FailureGroup.fingerprint`` from ``failure_groups()``), failing that way; returns how
+    many were put back."""
+    return len(retry_jobs(failed_ids(type=type, queue=queue, tags=tags, tag_mode=tag_mode,
+                                     error_group=error_group)))
 
 
 # -- batches (the admin's actions): the same changes, many ids per transaction ------------
