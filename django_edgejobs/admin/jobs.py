@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import uuid
 from typing import Any, cast
 
 from django.contrib import admin
@@ -36,6 +38,9 @@ from .filters import (
 from .listing import CappedPaginator, date_hierarchy
 
 MAX_EVENTS = 200
+#: Characters of the last error the job list shows (the rest in the cell's title).
+ERROR_CHARS = 80
+_ID_PREFIX = re.compile(r"[0-9a-fA-F]{4,31}")
 MAX_TOKENS = 50
 
 
@@ -46,6 +51,16 @@ def tag_condition(tag: str):
 
     sql, params = get_store().tag_condition(validate_tags([tag], where="search"), "any")
     return ExpressionWrapper(RawSQL(sql, params), output_field=BooleanField())
+
+
+def id_prefix_range(term: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The smallest and the largest id that start with ``term`` (4 to 31 hex digits, dashes
+    as in the printed id allowed): a range look-up on the primary key. None otherwise."""
+    digits = term.replace("-", "")
+    if not _ID_PREFIX.fullmatch(digits):
+        return None
+    digits = digits.lower()
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
 
 def badge(status: str) -> str:
@@ -82,15 +97,15 @@ ACTIONS = {
 
 @admin.register(Job)
 class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["short_id", "status_badge", "type", "queue", "priority", "attempts_display",
-                    "progress_bar", "run_at_display", "created_display", "duration_display",
-                    "worker"]
+    list_display = ["short_id", "status_badge", "type", "error_display", "queue", "priority",
+                    "attempts_display", "progress_bar", "run_at_display", "created_display",
+                    "duration_display", "worker"]
     list_display_links = ["short_id"]
     list_filter = [StatusFilter, QueueFilter, TypeFilter, TagFilter, AttentionFilter,
                    FinishedFilter, WorkerFilter]
     search_fields = ["type"]  # shows the search box; get_search_results does the work
-    search_help_text = ("A job id, a type, an idempotency key or a tag (exact). "
-                        "\"tag:NAME\" searches tags only.")
+    search_help_text = ("A job id or its first characters (4 or more), a type, an idempotency "
+                        "key or a tag (exact). \"tag:NAME\" searches tags only.")
     date_hierarchy = "created_at"
     show_full_result_count = False
     show_facets = NO_FACETS
@@ -126,6 +141,15 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
         return badge(job.status)
+
+    @admin.display(description="error")
+    def error_display(self, job: Job) -> str:
+        """The last error (class: message) of a failed job or one waiting for its retry."""
+        text = job.last_error or ""
+        if not text or job.status not in (JobStatus.FAILED, JobStatus.PENDING):
+            return "—"
+        short = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
+        return format_html('<span class="ej-error" title="{}">{}</span>', text[:2000], short)
 
     @admin.display(description="attempts")
     def attempts_display(self, job: Job) -> str:
@@ -163,7 +187,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         match = getattr(request, "resolver_match", None)
         if match is not None and match.url_name == "django_edgejobs_job_changelist":
             # The list never shows the JSON columns: leave them in the database.
-            qs = qs.defer("payload", "result", "error_history", "steps", "last_error")
+            qs = qs.defer("payload", "result", "error_history", "steps")
         return qs
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
@@ -180,6 +204,9 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         if job_id is not None:
             return queryset.filter(id=job_id), False
         condition = Q(type=term) | Q(idempotency_key=term)
+        ids = id_prefix_range(term)
+        if ids is not None:  # the list shows 8 characters: those find the job
+            condition |= Q(id__range=ids)
         with contextlib.suppress(ValueError):  # not a possible tag: the other fields still match
             condition |= Q(tag_condition(term))
         return queryset.filter(condition), False

@@ -118,6 +118,34 @@ def test_search_by_id_type_key_and_tag(admin_client):
     assert listed(admin_client, q=str(uuid.uuid4())) == set()
 
 
+def test_search_by_the_id_prefix_the_list_shows(admin_client):
+    jobs = [enqueue("t.a") for _ in range(3)]
+    a = jobs[0]
+    text = str(a.id)
+    assert listed(admin_client, q=text[:8]) == short(a)  # what the id column shows
+    assert listed(admin_client, q=text[:8].upper()) == short(a)
+    assert listed(admin_client, q=text[:13]) == short(a)  # dashes as printed
+    assert listed(admin_client, q=text[:35]) == short(a)
+    assert listed(admin_client, q=text[:3]) == set()  # too short to be an id prefix
+    others = {str(j.id)[:8] for j in jobs[1:]}
+    missing = next(p for p in ("0000", "ffff", "8888") if not any(o.startswith(p)
+                                                                  for o in others | {text}))
+    assert listed(admin_client, q=missing) == set()
+
+
+def test_the_list_shows_the_last_error_escaped_and_cut(admin_client):
+    long = "ValueError: " + "x" * 200
+    failed = make_job("failed", last_error=long)
+    retrying = make_job("pending", last_error="ConnectionError: <script>alert(1)</script>")
+    make_job("completed", last_error="ValueError: an earlier attempt's")
+    html = admin_client.get(reverse(LIST)).content.decode()
+    assert f'title="{long}"' in html
+    assert ">ValueError: " + "x" * 67 + "…</span>" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "an earlier attempt" not in html  # a completed job shows no error
+    assert failed.pk and retrying.pk
+
+
 def test_the_date_hierarchy_probes_ranges(admin_client):
     old = make_job("completed", created_at=timezone.now() - timedelta(days=400))
     new = make_job("completed")
