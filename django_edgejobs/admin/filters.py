@@ -12,6 +12,7 @@ from ..conf import get_settings
 from ..models import CronSchedule
 from ..models.job import FINISHED_STATUSES, JobStatus
 from ..registry import get_registry
+from ..services.failures import failed_ids, is_fingerprint
 from ..services.jobs import filter_tags
 from ..store import get_store
 
@@ -141,3 +142,23 @@ class WorkerFilter(admin.SimpleListFilter):
         if not self.value():
             return queryset
         return queryset.filter(status=JobStatus.PROCESSING, lease_owner=self.value())
+
+
+class ErrorGroupFilter(admin.SimpleListFilter):
+    """Failed jobs of one failure group (``?error_group=<fingerprint>``, linked from the
+    Failures page): the most recent ``MAX_ROWS``, as many as one action handles."""
+
+    title = "failure group"
+    parameter_name = "error_group"
+    max_rows = 10_000
+
+    def lookups(self, request, model_admin):
+        return _with_current([], self.value())
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not is_fingerprint(value):
+            return queryset.none()
+        return queryset.filter(id__in=failed_ids(error_group=value, limit=self.max_rows))

@@ -26,8 +26,10 @@ from . import actions as job_actions
 from . import display
 from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
 from .dashboard import dashboard_view
+from .failures import failures_view
 from .filters import (
     AttentionFilter,
+    ErrorGroupFilter,
     FinishedFilter,
     QueueFilter,
     StatusFilter,
@@ -102,7 +104,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
                     "duration_display", "worker"]
     list_display_links = ["short_id"]
     list_filter = [StatusFilter, QueueFilter, TypeFilter, TagFilter, AttentionFilter,
-                   FinishedFilter, WorkerFilter]
+                   FinishedFilter, WorkerFilter, ErrorGroupFilter]
     search_fields = ["type"]  # shows the search box; get_search_results does the work
     search_help_text = ("A job id or its first characters (4 or more), a type, an idempotency "
                         "key or a tag (exact). \"tag:NAME\" searches tags only.")
@@ -213,7 +215,8 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         extra_context = {**(extra_context or {}),
-                         "dashboard_url": reverse("admin:django_edgejobs_dashboard")}
+                         "dashboard_url": reverse("admin:django_edgejobs_dashboard"),
+                         "failures_url": reverse("admin:django_edgejobs_failures")}
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and context.get("cl") is not None:
@@ -255,6 +258,8 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         return [
             path("dashboard/", view(lambda request: dashboard_view(request, self)),
                  name="django_edgejobs_dashboard"),
+            path("failures/", view(lambda request: failures_view(request, self)),
+                 name="django_edgejobs_failures"),
             *super().get_urls(),
         ]
 

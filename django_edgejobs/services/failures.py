@@ -69,13 +69,16 @@ def fingerprint(exception: str, message: str) -> str:
 
 
 def _failed(since: datetime | None, type: str | None, queue: str | None,
-            tags: Any = None, tag_mode: str = "all") -> Iterator[tuple[Any, ...]]:
+            tags: Any = None, tag_mode: str = "all",
+            newest_first: bool = False) -> Iterator[tuple[Any, ...]]:
     if since is not None and not isinstance(since, datetime):
         raise ValueError(f"since must be a datetime or None, got {since!r}")
     qs = jobs_queryset(type=type, status=JobStatus.FAILED, queue=queue, tags=tags,
                        tag_mode=tag_mode)
     if since is not None:
         qs = qs.filter(completed_at__gte=since)
+    if newest_first:
+        qs = qs.order_by("-completed_at")
     yield from qs.values_list("id", "type", "last_error", "error_history",
                               "completed_at").iterator(chunk_size=2000)
 
@@ -108,17 +111,28 @@ def failure_groups(since: datetime | None = None, type: str | None = None,
     return found
 
 
+def is_fingerprint(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{12}", value) is not None
+
+
 def failed_ids(type: str | None = None, queue: str | None = None, tags: Any = None,
-               tag_mode: str = "all", error_group: str | None = None) -> list:
-    """Ids of the failed jobs matching the filters, and the group ``error_group`` if given."""
-    if error_group is not None and not (isinstance(error_group, str)
-                                        and re.fullmatch(r"[0-9a-f]{12}", error_group)):
+               tag_mode: str = "all", error_group: str | None = None,
+               limit: int | None = None) -> list:
+    """Ids of the failed jobs matching the filters, and the group ``error_group`` if given;
+    at most ``limit`` (the most recent failures first when limited)."""
+    if error_group is not None and not is_fingerprint(error_group):
         raise ValueError("error_group must be a group's fingerprint (12 hex characters, "
                          f"FailureGroup.fingerprint), got {error_group!r}")
     if error_group is None:
-        return list(jobs_queryset(type=type, status=JobStatus.FAILED, queue=queue, tags=tags,
-                                  tag_mode=tag_mode).values_list("id", flat=True))
-    return [job_id for job_id, _, last_error, history, _ in _failed(None, type, queue, tags,
-                                                                     tag_mode)
-            if fingerprint(*describe_failure(last_error, history)) == error_group]
+        qs = jobs_queryset(type=type, status=JobStatus.FAILED, queue=queue, tags=tags,
+                           tag_mode=tag_mode).order_by("-completed_at")
+        return list(qs.values_list("id", flat=True)[:limit])
+    found = []
+    for job_id, _, last_error, history, _ in _failed(None, type, queue, tags, tag_mode,
+                                                     newest_first=limit is not None):
+        if fingerprint(*describe_failure(last_error, history)) == error_group:
+            found.append(job_id)
+            if limit is not None and len(found) >= limit:
+                break
+    return found
 

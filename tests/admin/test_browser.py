@@ -123,6 +123,33 @@ def test_retry_a_failed_job_from_the_list(page, shots):  # type: ignore[no-untyp
     assert get_job(failed.pk).status == "pending"
 
 
+def test_retry_every_failure_of_one_group_in_three_interactions(page, shots):  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    def fail(error: str, exception: str) -> Job:
+        job = enqueue("shop.send_email", {"to": "ann@example.com"})
+        Job.objects.filter(pk=job.pk).update(
+            status="failed", last_error=error, completed_at=timezone.now(),
+            error_history=[{"attempt": 1, "error": error, "traceback": "",
+                            "exception": exception}])
+        return job
+
+    smtp = [fail(f"ConnectionError: smtp {i}.example.com refused after {i}s",
+                 "builtins.ConnectionError") for i in range(4)]
+    other = fail("ValueError: no address", "builtins.ValueError")
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
+    page.click("#failures-link")  # 1
+    page.wait_for_selector("#failure-groups")
+    page.screenshot(path=str(shots / "admin-failures.png"), full_page=True)
+    first = page.locator("tr.ej-failure-group").first
+    assert "ConnectionError" in first.inner_text() and "smtp <n>.example.com" in first.inner_text()
+    first.locator("button.ej-retry-group").click()  # 2 (4 jobs: no confirmation page)
+    page.wait_for_selector(".messagelist")
+    assert "4 jobs retried" in page.inner_text(".messagelist")
+    assert {get_job(j.pk).status for j in smtp} == {"pending"}
+    assert get_job(other.pk).status == "failed"
+
+
 def test_cancel_a_job_from_its_detail_page(page, shots):  # type: ignore[no-untyped-def]
     job = enqueue("shop.send_email", {"to": "ann@example.com", "api_key": "sk_live_123"},
                   delay=timedelta(hours=2), tags=["welcome", "user:42"])

@@ -56,11 +56,14 @@ def pages(world) -> list[str]:  # type: ignore[no-untyped-def]
     out = [reverse("admin:index"), reverse("admin:app_list", args=["django_edgejobs"]),
            reverse("admin:django_edgejobs_dashboard"),
            reverse("admin:django_edgejobs_dashboard") + "?refresh=10",
+           reverse("admin:django_edgejobs_failures"),
+           reverse("admin:django_edgejobs_failures") + f"?since=all&x={SCRIPT}",
            reverse("admin:django_edgejobs_cache") + "?cache=edge&prefix=k:"]
     for model in ("job", "jobevent", "waittoken", "cronschedule", "worker"):
         out.append(reverse(f"admin:django_edgejobs_{model}_changelist"))
     for query in ("status=failed", "attention=stuck", "attention=overdue", "attention=due",
-                  "finished=24h", f"q={SCRIPT}", "q=tag:x", "worker=x", "tag=x",
+                  "finished=24h", f"q={SCRIPT}", "error_group=0123456789ab",
+                  f"error_group={SCRIPT}", "q=tag:x", "worker=x", "tag=x",
                   "created_at__year=2030", "type=t.a&queue=default",
                   # an action named in a GET is never run
                   f"action=retry_selected&index=0&_selected_action={world['failed'].pk}"):
