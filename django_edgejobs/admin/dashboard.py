@@ -84,18 +84,33 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
         raise PermissionDenied
     data = stats.collect(get_store().db_now())
     totals = data["totals"]
+    # (label, number, link, alert): an alert card is drawn in red when its number is not 0.
     cards = [
-        ("Due now", data["due"], changelist_url(attention="due")),
-        ("Processing", totals["processing"], changelist_url(status="processing")),
-        ("Waiting", totals["waiting"], changelist_url(status="waiting")),
+        ("Due now", data["due"], changelist_url(attention="due"), False),
+        ("Processing", totals["processing"], changelist_url(status="processing"), False),
+        ("Waiting", totals["waiting"], changelist_url(status="waiting"), False),
         ("Completed, 1 h", data["totals_1h"]["completed"],
-         changelist_url(status="completed", finished="1h")),
+         changelist_url(status="completed", finished="1h"), False),
         ("Failed, 1 h", data["totals_1h"]["failed"],
-         changelist_url(status="failed", finished="1h")),
+         changelist_url(status="failed", finished="1h"), True),
         ("Failed, 24 h", data["totals_24h"]["failed"],
-         changelist_url(status="failed", finished="24h")),
-        ("Stuck", data["stuck"], changelist_url(attention="stuck")),
-        ("Overdue", data["overdue"], changelist_url(attention="overdue")),
+         changelist_url(status="failed", finished="24h"), True),
+        ("Stuck", data["stuck"], changelist_url(attention="stuck"), True),
+        ("Overdue", data["overdue"], changelist_url(attention="overdue"), True),
+    ]
+    type_rows = [
+        {
+            "type": row.type,
+            "url": changelist_url(type=row.type),
+            "cells": [
+                (row.counts.get(status, 0),
+                 changelist_url(type=row.type, status=status,
+                                finished="1h" if status in stats.FINISHED_COLUMNS else None))
+                for status in stats.STATUS_COLUMNS
+            ],
+            "failure_rate": percent(row.failure_rate),
+        }
+        for row in data["types"]
     ]
     queue_rows = [
         {
@@ -124,6 +139,8 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
         "data": data,
         "cards": cards,
         "queue_rows": queue_rows,
+        "type_rows": type_rows,
+        "failures_url": reverse("admin:django_edgejobs_failures"),
         "workers": workers,
         "oldest_due_age": display.age(data["oldest_due"], data["now"]),
         "failure_rate_1h": percent(data["failure_rate_1h"]),

@@ -151,7 +151,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         if not text or job.status not in (JobStatus.FAILED, JobStatus.PENDING):
             return "—"
         short = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
-        return format_html('<span class="ej-error" title="{}">{}</span>', text[:2000], short)
+        return format_html('<span class="ej-last-error" title="{}">{}</span>', text[:2000], short)
 
     @admin.display(description="attempts")
     def attempts_display(self, job: Job) -> str:

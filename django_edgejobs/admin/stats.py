@@ -136,6 +136,36 @@ def queues(now: datetime) -> list[QueueRow]:
     return sorted(rows.values(), key=lambda r: r.queue)
 
 
+#: Job types the dashboard's per-type table shows (those with failures first).
+MAX_TYPES = 50
+
+
+@dataclass
+class TypeRow:
+    type: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failure_rate(self) -> float | None:
+        return failure_rate(self.counts)
+
+
+def types(now: datetime) -> list[TypeRow]:
+    """Per job type: active jobs by status (the backlog) and jobs finished in the last hour by
+    status; the types with the most failures first, then the busiest."""
+    rows: dict[str, TypeRow] = {}
+    for item in (Job.objects.filter(status__in=ACTIVE_STATUSES).order_by()
+                 .values("type", "status").annotate(n=Count("pk"))):
+        rows.setdefault(item["type"], TypeRow(item["type"])).counts[item["status"]] = item["n"]
+    for item in (Job.objects.filter(status__in=FINISHED_STATUSES,
+                                    completed_at__gte=now - timedelta(hours=1)).order_by()
+                 .values("type", "status").annotate(n=Count("pk"))):
+        rows.setdefault(item["type"], TypeRow(item["type"])).counts[item["status"]] = item["n"]
+    ordered = sorted(rows.values(), key=lambda r: (-r.counts.get(JobStatus.FAILED, 0),
+                                                   -sum(r.counts.values()), r.type))
+    return ordered[:MAX_TYPES]
+
+
 def failure_rate(totals: dict[str, int]) -> float | None:
     done = totals.get(JobStatus.COMPLETED, 0) + totals.get(JobStatus.FAILED, 0)
     return None if done == 0 else totals.get(JobStatus.FAILED, 0) / done
@@ -211,6 +241,7 @@ def collect(now: datetime) -> dict[str, Any]:
     return {
         "now": now,
         "queues": queue_rows,
+        "types": types(now),
         "totals": {status: sum(r.counts.get(status, 0) for r in queue_rows)
                    for status in STATUS_COLUMNS},
         "due": due,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -187,3 +188,42 @@ def test_jobs_past_their_expiry_are_not_due_nor_overdue():
     assert data["totals"]["pending"] == 2  # still pending until the supervisor cancels it
     assert data["oldest_due_age"] >= timedelta(minutes=9)
     assert list(Job.objects.due()) == [live]
+
+
+def test_per_type_counts_put_the_types_with_failures_first():
+    make_job("pending")
+    make_job("processing", type_="t.b", lease_owner="w")
+    finished("completed", timedelta(minutes=5))
+    finished("completed", timedelta(minutes=5))
+    finished("failed", timedelta(minutes=5), type_="t.b")
+    finished("failed", timedelta(hours=3), type_="t.b")  # outside the hour
+    rows = stats.types(get_store().db_now())
+    assert [(r.type, r.counts) for r in rows] == [
+        ("t.b", {"processing": 1, "failed": 1}),
+        ("t.a", {"pending": 1, "completed": 2}),
+    ]
+    assert rows[0].failure_rate == 1.0 and rows[1].failure_rate == 0.0
+
+
+def test_the_page_has_a_row_per_type_linked_to_its_jobs(admin_client):
+    finished("failed", timedelta(minutes=5), type_="t.b")
+    html = admin_client.get(reverse(URL)).content.decode()
+    table = html[html.index('id="dashboard-types"'):]
+    table = table[:table.index("</table>")]
+    assert "?type=t.b&amp;status=failed&amp;finished=1h" in table
+    assert "100.0 %" in table
+    assert reverse("admin:django_edgejobs_failures") in html
+
+
+def test_cards_that_need_attention_stand_out_only_when_not_zero(admin_client):
+    html = admin_client.get(reverse(URL)).content.decode()
+    assert "ej-alert" not in html
+    finished("failed", timedelta(minutes=5))
+    make_job("processing", lease_owner="nobody")  # stuck
+    html = admin_client.get(reverse(URL)).content.decode()
+    cards = re.findall(r'<li class="ej-card( ej-alert)?"><a href="[^"]*"><span '
+                       r'class="ej-number">[^<]*</span><span class="ej-label">([^<]*)</span>',
+                       html)
+    assert [label for alert, label in cards if alert] == ["Failed, 1 h", "Failed, 24 h",
+                                                          "Stuck"]
+    assert "Overdue" in [label for _, label in cards]
