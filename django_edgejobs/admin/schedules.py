@@ -7,13 +7,15 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from ..crontimes import get_zone, parse_expression
-from ..models import CronSchedule, CronTick
+from ..models import CronSchedule, CronTick, Job
 from ..registry import get_registry
 from ..services import schedules as services
 from .base import GuardedActionsMixin, UrlInputMixin, log_change
@@ -96,6 +98,10 @@ class CronScheduleForm(forms.ModelForm):
         return data
 
 
+#: The detail page's buttons (POST, CSRF): name -> label.
+CRON_BUTTONS = {"pause": "Pause", "resume": "Resume", "run": "Run now"}
+
+
 @admin.register(CronSchedule)
 class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     form = CronScheduleForm
@@ -104,6 +110,7 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     list_filter = ["enabled", "source"]
     search_fields = ["name", "type"]
     actions = ["pause_selected", "resume_selected", "run_now_selected"]
+    change_form_template = "admin/django_edgejobs/cronschedule/change_form.html"
     readonly_fields = ["schedule", "next_runs", "source", "last_run", "last_job_link",
                        "recent_ticks", "created_at", "updated_at"]
 
@@ -162,16 +169,50 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
 
     @admin.display(description="recent ticks")
     def recent_ticks(self, obj: CronSchedule) -> str:
-        ticks = CronTick.objects.filter(schedule=obj).order_by("-tick_at")[:10]
+        ticks = list(CronTick.objects.filter(schedule=obj).order_by("-tick_at")[:10])
+        if not ticks:
+            return "none yet"
+        statuses = dict(Job.objects.filter(id__in=[t.job_id for t in ticks if t.job_id])
+                        .values_list("id", "status"))
+
+        def job_cell(tick: CronTick) -> str:
+            if tick.job_id is None:
+                return "—"
+            status = statuses.get(tick.job_id)
+            if status is None:  # pruned since
+                return format_html('{} <span class="ej-muted">(gone)</span>', tick.job_id)
+            url = reverse("admin:django_edgejobs_job_change", args=[tick.job_id])
+            return format_html('<a href="{}">{}</a> <span class="ej-badge ej-{}">{}</span>',
+                               url, str(tick.job_id)[:8], status, status)
+
         rows = format_html_join(
             "", '<tr><td>{}</td><td><span class="ej-badge ej-{}">{}</span></td><td>{}</td>'
                 "<td>{}</td></tr>",
-            ((t.tick_at.strftime("%Y-%m-%d %H:%M:%S %Z"), t.outcome, t.outcome,
-              str(t.job_id or "—"), t.reason[:300]) for t in ticks))
-        if not rows:
-            return "none yet"
+            ((t.tick_at.strftime("%Y-%m-%d %H:%M:%S %Z"), t.outcome, t.outcome, job_cell(t),
+              t.reason[:300]) for t in ticks))
         return format_html("<table><thead><tr><th>tick</th><th>outcome</th><th>job</th>"
                            "<th>reason</th></tr></thead><tbody>{}</tbody></table>", rows)
+
+    # -- the detail page's buttons: pause, resume, run now (the change permission) --------
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        action = request.POST.get("_cron_action") if request.method == "POST" else None
+        if action is not None and obj is not None:
+            if action not in CRON_BUTTONS or not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            queryset = CronSchedule.objects.filter(pk=obj.pk)
+            {"pause": self.pause_selected, "resume": self.resume_selected,
+             "run": self.run_now_selected}[action](request, queryset)
+            return HttpResponseRedirect(request.get_full_path())
+        buttons = []
+        if obj is not None and self.has_change_permission(request, obj):
+            buttons = [(name, label) for name, label in CRON_BUTTONS.items()
+                       if not (name == "pause" and not obj.enabled)
+                       and not (name == "resume" and obj.enabled)]
+        extra_context = {**(extra_context or {}), "cron_buttons": buttons}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     # -- saving through the services ------------------------------------------------------
 

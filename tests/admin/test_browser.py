@@ -182,3 +182,20 @@ def test_pause_a_schedule(page):  # type: ignore[no-untyped-def]
     page.wait_for_selector(".messagelist")
     assert "Paused: nightly" in page.inner_text(".messagelist")
     assert CronSchedule.objects.get(pk=schedule.pk).enabled is False
+
+
+def test_resume_and_run_a_schedule_from_the_dashboard_in_two_clicks_each(page):  # type: ignore[no-untyped-def]
+    schedule = add_cron("nightly", "0 2 * * *", "shop.daily_report", enabled=True)
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
+    page.click("#dashboard-cron a:text('nightly')")  # 1
+    page.click("#cron-pause")  # 2
+    page.wait_for_selector(".messagelist")
+    assert "Paused: nightly" in page.inner_text(".messagelist")
+    assert CronSchedule.objects.get(pk=schedule.pk).enabled is False
+    page.click("#cron-resume")
+    page.wait_for_selector("#cron-pause")
+    page.click("#cron-run")
+    page.wait_for_selector(".messagelist a")
+    assert "enqueued job" in page.inner_text(".messagelist")
+    job = Job.objects.get()
+    assert CronSchedule.objects.get(pk=schedule.pk).enabled and job.type == "shop.daily_report"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
@@ -137,3 +140,63 @@ def test_a_view_only_user_sees_a_schedule(staff):
     assert viewer.post(reverse("admin:django_edgejobs_cronschedule_change",
                                args=[schedule.pk]), {"cron": "* * * * *"}).status_code == 403
     assert CronSchedule.objects.get(pk=schedule.pk).cron == "0 2 * * *"
+
+
+def detail(schedule) -> str:  # type: ignore[no-untyped-def]
+    return reverse("admin:django_edgejobs_cronschedule_change", args=[schedule.pk])
+
+
+def press(client, schedule, button: str):  # type: ignore[no-untyped-def]
+    return client.post(detail(schedule), {"_cron_action": button})
+
+
+def test_the_detail_page_pauses_resumes_and_runs_with_one_click(admin_client):
+    schedule = add_cron("a", "0 2 * * *", "t.a")
+    html = admin_client.get(detail(schedule)).content.decode()
+    assert 'id="cron-pause"' in html and 'id="cron-run"' in html
+    assert 'id="cron-resume"' not in html
+    response = press(admin_client, schedule, "pause")
+    assert response.status_code == 302 and response.url == detail(schedule)
+    assert not CronSchedule.objects.get(pk=schedule.pk).enabled
+    html = admin_client.get(detail(schedule)).content.decode()
+    assert 'id="cron-resume"' in html and 'id="cron-pause"' not in html
+    assert "Paused: a." in html
+    press(admin_client, schedule, "resume")
+    assert CronSchedule.objects.get(pk=schedule.pk).enabled
+    press(admin_client, schedule, "run")
+    job = Job.objects.get()
+    assert job.tags == ["cron:a"]
+    assert [e.change_message for e in LogEntry.objects.order_by("pk")] == [
+        "Paused (admin action)", "Resumed (admin action)", f"Run now (admin action): job {job.pk}"]
+
+
+def test_the_detail_buttons_need_the_change_permission_and_csrf(staff):
+    schedule = add_cron("a", "0 2 * * *", "t.a")
+    viewer = staff("view_cronschedule")
+    assert 'id="cron-' not in viewer.get(detail(schedule)).content.decode()
+    assert press(viewer, schedule, "pause").status_code == 403
+    editor = staff("view_cronschedule", "change_cronschedule")
+    assert press(editor, schedule, "drop_tables").status_code == 403
+    forged = staff("view_cronschedule", "change_cronschedule", csrf=True)
+    assert press(forged, schedule, "pause").status_code == 403
+    assert CronSchedule.objects.get(pk=schedule.pk).enabled and not Job.objects.exists()
+
+
+def test_recent_ticks_link_their_jobs_with_the_jobs_status(admin_client):
+    from django.utils import timezone
+
+    from django_edgejobs import enqueue
+    from django_edgejobs.models import CronTick
+
+    schedule = add_cron("a", "0 2 * * *", "t.a")
+    job = enqueue("t.a")
+    Job.objects.filter(pk=job.pk).update(status="failed")
+    now = timezone.now()
+    CronTick.objects.create(schedule=schedule, tick_at=now, outcome="enqueued", job_id=job.pk)
+    gone = CronTick.objects.create(schedule=schedule, tick_at=now - timedelta(days=1),
+                                   outcome="enqueued", job_id=uuid.uuid4())
+    html = admin_client.get(detail(schedule)).content.decode()
+    assert f'{gone.job_id} <span class="ej-muted">(gone)</span>' in html
+    job_url = reverse("admin:django_edgejobs_job_change", args=[job.pk])
+    assert (f'<a href="{job_url}">{str(job.pk)[:8]}</a> '
+            '<span class="ej-badge ej-failed">failed</span>') in html
