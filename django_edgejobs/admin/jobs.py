@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any, cast
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -17,14 +17,16 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from ..models import CronSchedule, Job, JobEvent, JobStatus
+from ..exceptions import InvalidPayload
+from ..models import CronSchedule, Job, JobEvent, JobStatus, WaitToken
 from ..services import lifecycle
 from ..services.jobs import filter_tags, parse_job_id
+from ..services.tokens import complete_token
 from ..services.validation import validate_tags
 from ..store import get_store
 from . import actions as job_actions
 from . import display
-from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
+from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin, log_change
 from .dashboard import dashboard_view
 from .failures import failures_view
 from .filters import (
@@ -38,6 +40,7 @@ from .filters import (
     WorkerFilter,
 )
 from .listing import CappedPaginator, date_hierarchy
+from .tokens import OutputForm
 
 MAX_EVENTS = 200
 #: Characters of the last error the job list shows (the rest in the cell's title).
@@ -281,11 +284,38 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
                                 {**self._detail_context(request, job), **(extra_context or {})})
 
     def _detail_action(self, request: HttpRequest, job: Job):
+        if request.POST.get("action") == "complete_token":
+            self._complete_token(request, job)
+            return HttpResponseRedirect(request.path)
         action = ACTIONS.get(request.POST.get("action", ""))
         if action is None:
             raise PermissionDenied  # not an action of this page: refuse, change nothing
         job_actions.run(self, request, Job.objects.filter(pk=job.pk), action, confirm_page=False)
         return HttpResponseRedirect(request.path)
+
+    def _complete_token(self, request: HttpRequest, job: Job) -> None:
+        """The waiting job's token, completed with the output typed on its page."""
+        if not request.user.has_perm("django_edgejobs.change_waittoken"):
+            raise PermissionDenied
+        form = OutputForm(request.POST)
+        if not job.wait_token or not form.is_valid():
+            why = ("; ".join(e for field in form.errors.values() for e in field)
+                   or "the job waits for no token")
+            self.message_user(request, f"Token not completed: {why}.", messages.ERROR)
+            return
+        try:
+            done = complete_token(job.wait_token, form.cleaned_data["output"])
+        except InvalidPayload as exc:
+            self.message_user(request, f"Token not completed: {exc}", messages.ERROR)
+            return
+        if not done:
+            self.message_user(request, "Token not completed: it was completed or timed out "
+                                       "already, or the job no longer waits.", messages.WARNING)
+            return
+        log_change(request, WaitToken.objects.filter(id=job.wait_token),
+                   "Completed (from the job's page)")
+        self.message_user(request, f"Token {job.wait_token} completed; the job resumes.",
+                          messages.SUCCESS)
 
     def _detail_context(self, request: HttpRequest, job: Job) -> dict:
         now = timezone.now()
@@ -312,9 +342,16 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
                     or (job.status == JobStatus.WAITING and not job.wait_token))
         if runnable and self.has_run_permission(request):
             buttons.append(("run_now", "Run now"))
+        complete_form = None
+        if (job.status == JobStatus.WAITING and job.wait_token
+                and request.user.has_perm("django_edgejobs.change_waittoken")
+                and WaitToken.objects.filter(id=job.wait_token,
+                                         status=WaitToken.Status.WAITING).exists()):
+            complete_form = OutputForm()
         return {
             **self.admin_site.each_context(request),
             "title": f"Job {job.type}",
+            "complete_form": complete_form,
             "subtitle": str(job.id),
             "opts": self.opts,
             "app_label": self.opts.app_label,

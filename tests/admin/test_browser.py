@@ -150,6 +150,27 @@ def test_retry_every_failure_of_one_group_in_three_interactions(page, shots):  #
     assert get_job(other.pk).status == "failed"
 
 
+def test_complete_a_token_from_the_waiting_job_in_three_interactions(page, register):  # type: ignore[no-untyped-def]
+    from django_edgejobs.runtime.worker import Worker as Runner
+
+    def approval(payload, ctx):  # type: ignore[no-untyped-def]
+        token = ctx.create_token(tags=["approval"])
+        return {"answer": ctx.wait_for_token(token.id).output}
+
+    register("t.approval", approval)
+    job = enqueue("t.approval")
+    Runner(["default"], worker_id="browser").run_once()
+    assert get_job(job.pk).status == "waiting"
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
+    page.click("#dashboard-cards a:has-text('Waiting')")  # 1
+    page.click(f"#result_list a:text('{str(job.pk)[:8]}')")  # 2
+    page.fill("#job-complete-token textarea", '{"approved": true}')
+    page.click("#job-complete-token-submit")  # 3
+    page.wait_for_selector(".messagelist")
+    assert "completed; the job resumes" in page.inner_text(".messagelist")
+    assert get_job(job.pk).status == "pending"
+
+
 def test_cancel_a_job_from_its_detail_page(page, shots):  # type: ignore[no-untyped-def]
     job = enqueue("shop.send_email", {"to": "ann@example.com", "api_key": "sk_live_123"},
                   delay=timedelta(hours=2), tags=["welcome", "user:42"])

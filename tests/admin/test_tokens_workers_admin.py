@@ -117,3 +117,48 @@ def test_workers_are_listed_alive_or_dead(admin_client):
         assert {w.id for w in rows} == expected
     detail = reverse("admin:django_edgejobs_worker_change", args=["fresh"])
     assert 'name="_save"' not in admin_client.get(detail).content.decode()
+
+
+# -- completing the token from the waiting job's page ----------------------------------------
+
+
+def job_page(job) -> str:  # type: ignore[no-untyped-def]
+    return reverse("admin:django_edgejobs_job_change", args=[job.pk])
+
+
+def test_the_waiting_jobs_page_completes_its_token_and_the_job_resumes(admin_client, waiting):
+    job, token = waiting()
+    html = admin_client.get(job_page(job)).content.decode()
+    assert 'id="job-complete-token-submit"' in html and token.id in html
+    response = admin_client.post(job_page(job), {"action": "complete_token",
+                                                 "output": '{"approved": true}'})
+    assert response.status_code == 302 and response.url == job_page(job)
+    assert get_token(token.id).status == "completed"
+    assert get_job(job.id).status == "pending"  # resumed: due again
+    Runner(["default"], worker_id="tokens").run_once()
+    assert get_job(job.id).result == {"answer": {"approved": True}}
+    assert LogEntry.objects.get().change_message == "Completed (from the job's page)"
+    messages = [str(m) for m in admin_client.get(job_page(job)).context["messages"]]
+    assert messages == [f"Token {token.id} completed; the job resumes."]
+    # Nothing left to complete: no form.
+    assert 'id="job-complete-token"' not in admin_client.get(job_page(job)).content.decode()
+
+
+def test_bad_json_completes_nothing_and_says_why(admin_client, waiting):
+    job, token = waiting()
+    admin_client.post(job_page(job), {"action": "complete_token", "output": "{nope"})
+    assert get_token(token.id).status == "waiting" and get_job(job.id).status == "waiting"
+    messages = [str(m) for m in admin_client.get(job_page(job)).context["messages"]]
+    assert len(messages) == 1 and messages[0].startswith("Token not completed: Not valid JSON")
+
+
+def test_completing_from_the_job_page_needs_the_token_permission(staff, waiting):
+    job, token = waiting()
+    viewer = staff("view_job", "cancel_job", "retry_job")
+    assert 'id="job-complete-token"' not in viewer.get(job_page(job)).content.decode()
+    assert viewer.post(job_page(job), {"action": "complete_token",
+                                       "output": "1"}).status_code == 403
+    forged = staff("view_job", "change_waittoken", csrf=True)
+    assert forged.post(job_page(job), {"action": "complete_token",
+                                       "output": "1"}).status_code == 403
+    assert get_token(token.id).status == "waiting" and get_job(job.id).status == "waiting"
