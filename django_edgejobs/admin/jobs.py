@@ -299,7 +299,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
             raise PermissionDenied
         form = OutputForm(request.POST)
         if not job.wait_token or not form.is_valid():
-            why = ("; ".join(e for field in form.errors.values() for e in field)
+            why = ("; ".join(str(e) for field in form.errors.values() for e in field)
                    or "the job waits for no token")
             self.message_user(request, f"Token not completed: {why}.", messages.ERROR)
             return
