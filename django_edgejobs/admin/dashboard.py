@@ -13,7 +13,9 @@ from django.views.decorators.http import require_GET
 from ..store import get_store
 from . import charts, display, stats
 
-REFRESH_CHOICES = (0, 10, 30, 60)
+#: Seconds between in-place updates the page offers (``static/django_edgejobs/live.js``).
+REFRESH_CHOICES = (5, 10, 30, 60)
+DEFAULT_REFRESH = 10
 COLORS = {"completed": "#3b8a3e", "failed": "#c0392b", "p50": "#2b7bb9", "p95": "#e08a1e"}
 
 
@@ -72,10 +74,10 @@ def percent(rate: float | None) -> str:
 
 def refresh_seconds(request: HttpRequest) -> int:
     try:
-        value = int(request.GET.get("refresh", "0"))
+        value = int(request.GET.get("refresh", DEFAULT_REFRESH))
     except ValueError:
-        return 0
-    return value if value in REFRESH_CHOICES else 0
+        return DEFAULT_REFRESH
+    return value if value in REFRESH_CHOICES else DEFAULT_REFRESH
 
 
 @require_GET

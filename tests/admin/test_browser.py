@@ -103,6 +103,42 @@ def test_dashboard_shows_the_charts(page, shots):  # type: ignore[no-untyped-def
     assert "queue=emails" in page.url
 
 
+def test_the_dashboard_and_the_list_update_in_place_and_pause(page):  # type: ignore[no-untyped-def]
+    job = enqueue("shop.send_email", {"to": "ann@example.com"})
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/?refresh=5")
+    page.wait_for_selector("#ej-live-toggle")
+    page.evaluate("window.edgejobsMarker = 1")  # gone if the page reloads
+    processing = page.locator("#dashboard-cards li", has_text="Processing").locator(".ej-number")
+    assert processing.inner_text() == "0"
+    Job.objects.filter(pk=job.pk).update(status="processing", lease_owner="w")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#dashboard-cards li')].some("
+        "li => li.innerText.includes('Processing') && li.querySelector('.ej-number')"
+        ".innerText === '1')", timeout=20_000)
+    assert page.evaluate("window.edgejobsMarker") == 1
+    # The job list: a row's cells change in place; a selection stays selected.
+    other = enqueue("shop.send_email", {"to": "bob@example.com"})
+    page.goto(f"{page.base}/admin/django_edgejobs/job/")
+    page.wait_for_selector("#result_list")
+    page.evaluate("window.edgejobsMarker = 2")
+    page.check(f"input.action-select[value='{other.pk}']")
+    Job.objects.filter(pk=job.pk).update(status="failed", last_error="ValueError: late")
+    page.wait_for_selector("#result_list .ej-badge.ej-failed", timeout=20_000)
+    assert page.evaluate("window.edgejobsMarker") == 2
+    assert page.is_checked(f"input.action-select[value='{other.pk}']")
+    assert "1 of 2 selected" in page.inner_text(".action-counter")
+    # A new job changes the rows: the page offers a reload instead of moving them.
+    enqueue("shop.send_email", {"to": "cy@example.com"})
+    page.wait_for_selector("#ej-live-changed:not([hidden])", timeout=20_000)
+    # Pause: remembered across pages.
+    page.click("#ej-live-toggle")
+    assert page.get_attribute("#ej-live-toggle", "data-ej-live-state") == "paused"
+    page.reload()
+    assert page.get_attribute("#ej-live-toggle", "data-ej-live-state") == "paused"
+    page.click("#ej-live-toggle")
+    assert page.get_attribute("#ej-live-toggle", "data-ej-live-state") == "on"
+
+
 def test_retry_a_failed_job_from_the_list(page, shots):  # type: ignore[no-untyped-def]
     from tests.admin.data import populate
 

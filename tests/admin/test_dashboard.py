@@ -132,12 +132,15 @@ def test_the_page_shows_numbers_charts_and_links_to_the_filtered_list(admin_clie
     assert len(listed.context["cl"].result_list) == 1
 
 
-def test_auto_refresh_is_a_meta_refresh_and_off_by_default(admin_client):
-    assert 'http-equiv="refresh"' not in admin_client.get(reverse(URL)).content.decode()
+def test_the_page_updates_in_place_every_ten_seconds_by_default(admin_client):
+    html = admin_client.get(reverse(URL)).content.decode()
+    assert 'http-equiv="refresh"' not in html  # no full-page reload
+    assert 'django_edgejobs/live.js' in html and 'data-ej-live="10"' in html
+    assert html.count("data-ej-live-region") == 12  # as-of, cards, 4 tables, 6 charts
     html = admin_client.get(reverse(URL), {"refresh": "30"}).content.decode()
-    assert '<meta http-equiv="refresh" content="30">' in html
+    assert 'data-ej-live="30"' in html
     html = admin_client.get(reverse(URL), {"refresh": "1"}).content.decode()
-    assert 'http-equiv="refresh"' not in html  # only the offered intervals
+    assert 'data-ej-live="10"' in html  # only the offered intervals
 
 
 def test_the_app_index_and_the_job_list_link_to_the_dashboard(admin_client):
