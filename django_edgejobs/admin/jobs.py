@@ -102,7 +102,7 @@ ACTIONS = {
 
 @admin.register(Job)
 class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["short_id", "status_badge", "type", "error_display", "queue", "priority",
+    list_display = ["short_id", "status_badge", "type_display", "error_display", "queue",
                     "attempts_display", "progress_bar", "run_at_display", "created_display",
                     "duration_display", "worker"]
     list_display_links = ["short_id"]
@@ -146,6 +146,14 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
         return badge(job.status)
+
+    @admin.display(description="type", ordering="type")
+    def type_display(self, job: Job) -> str:
+        """The type, and the priority when it is not 0 (a column of its own did not fit)."""
+        if not job.priority:
+            return job.type
+        return format_html('{} <span class="ej-muted">priority {}</span>', job.type,
+                           job.priority)
 
     @admin.display(description="error")
     def error_display(self, job: Job) -> str:
@@ -381,6 +389,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
 
 @admin.register(JobEvent)
 class JobEventAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
+    change_list_template = "admin/django_edgejobs/change_list_wide.html"
     list_display = ["id", "created_at", "type", "job_link", "data_display"]
     list_filter = ["type"]
     search_fields = ["job_id"]

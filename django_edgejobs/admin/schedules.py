@@ -104,6 +104,7 @@ CRON_BUTTONS = {"pause": "Pause", "resume": "Resume", "run": "Run now"}
 
 @admin.register(CronSchedule)
 class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
+    change_list_template = "admin/django_edgejobs/change_list_wide.html"
     form = CronScheduleForm
     list_display = ["name", "status_badge", "schedule", "type", "next_runs", "last_run",
                     "source"]

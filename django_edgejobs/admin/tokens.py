@@ -46,6 +46,7 @@ class OutputForm(forms.Form):
 
 @admin.register(WaitToken)
 class WaitTokenAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
+    change_list_template = "admin/django_edgejobs/change_list_wide.html"
     list_display = ["id", "status_badge", "job_link", "created_at", "timeout_at",
                     "completed_at", "tags_display"]
     list_filter = ["status"]

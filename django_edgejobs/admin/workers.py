@@ -49,6 +49,7 @@ def state(worker: Worker) -> str:
 
 @admin.register(Worker)
 class WorkerAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
+    change_list_template = "admin/django_edgejobs/change_list_wide.html"
     list_display = ["id", "state_badge", "hostname", "pid", "queues_display", "concurrency",
                     "started_at", "heartbeat_age", "jobs_done", "running_link"]
     list_filter = [StateFilter]

@@ -256,3 +256,25 @@ def test_resume_and_run_a_schedule_from_the_dashboard_in_two_clicks_each(page): 
     assert "enqueued job" in page.inner_text(".messagelist")
     job = Job.objects.get()
     assert CronSchedule.objects.get(pk=schedule.pk).enabled and job.type == "shop.daily_report"
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+def test_no_list_clips_a_column_at_1280_px_and_up(page, width):  # type: ignore[no-untyped-def]
+    """Every list and table of the app fits its box with the navigation sidebar as Django
+    leaves it (open): the job list was 1,239 px in a 791 px box at 1440."""
+    from tests.admin.data import populate
+
+    populate()
+    page.set_viewport_size({"width": width, "height": 900})
+    for url in ("job/", "job/?status=failed", "job/dashboard/", "job/failures/?since=all",
+                "waittoken/", "worker/", "cronschedule/", "jobevent/"):
+        page.goto(f"{page.base}/admin/django_edgejobs/{url}")
+        page.wait_for_selector("#content-main")
+        sizes = page.evaluate("""() => ({
+            page: document.documentElement.scrollWidth,
+            tables: [...document.querySelectorAll('#content-main table')].map(t => [
+                t.id || t.className, t.scrollWidth, t.parentElement.clientWidth]),
+        })""")
+        assert sizes["page"] <= width, (url, sizes)
+        for name, table, box in sizes["tables"]:
+            assert table <= box + 1, (url, name, table, box)
