@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import traceback
@@ -86,6 +87,8 @@ def child_main(fd: int, parent: int) -> None:
     """The child: read the job from stdin, run it, report JSON lines on ``fd``."""
     import threading
 
+    take_signals_back()
+
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     out = os.fdopen(fd, "w", buffering=1)
 
@@ -127,6 +130,35 @@ def child_main(fd: int, parent: int) -> None:
         out.close()
 
 
+#: What a terminal or a process manager sends to a whole process group.
+GROUP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+
+
+def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``Popen(argv, start_new_session=True, **kwargs)`` with the group signals blocked from
+    the fork until the child unblocks them: between its fork and its ``setsid()`` a child
+    is still in the worker's process group, and a Ctrl-C or a systemd stop arriving then
+    killed it (the attempt failed with a broken pipe, 1 run in 3 under load). Blocked, such
+    a signal waits in the child, which is in its own session by the time it looks."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)  # this thread only
+    try:
+        return subprocess.Popen(argv, start_new_session=True, **kwargs)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def take_signals_back() -> None:
+    """In a child made by ``spawn``: drop the group signals that arrived while it was still in
+    the worker's group (they were meant for the worker), then unblock them. The child is in
+    a session of its own by now, so what comes later is meant for it."""
+    handlers = {signum: signal.getsignal(signum) for signum in GROUP_SIGNALS}
+    for signum in GROUP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # a pending, ignored signal is discarded
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
 def run_in_child(job_type: JobType, job: Job, ctx: JobContext) -> Any:
     """Run one attempt in a child process; return its result or raise what it raised.
 
@@ -145,18 +177,22 @@ def run_in_child(job_type: JobType, job: Job, ctx: JobContext) -> Any:
     }
     read_fd, write_fd = os.pipe()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-c", "import sys; from django_edgejobs.runtime.forcekill import "
          "child_main; child_main(int(sys.argv[1]), int(sys.argv[2]))",
          str(write_fd), str(os.getpid())],
-        stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env, start_new_session=True,
+        stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env,
     )
     os.close(write_fd)
     reader = os.fdopen(read_fd, "r")
     try:
         assert process.stdin is not None
-        process.stdin.write(json.dumps(spec).encode())
-        process.stdin.close()
+        try:
+            process.stdin.write(json.dumps(spec).encode())
+            process.stdin.close()
+        except BrokenPipeError:  # it died before reading the job: say how it ended
+            process.wait(5)
+            raise _exited(process) from None
         while True:
             if ctx.cancelled.is_set():
                 process.kill()
