@@ -14,7 +14,6 @@ import pytest
 from django_edgejobs import (
     FailureGroup,
     edit_all_pending,
-    enqueue,
     enqueue_many,
     failure_groups,
     list_jobs,
@@ -22,6 +21,7 @@ from django_edgejobs import (
 )
 from django_edgejobs.models import Job, JobEvent, JobStatus
 from django_edgejobs.services.failures import describe_failure, fingerprint, normalise
+from tests.integration.test_jobs_api import make
 
 pytestmark = pytest.mark.django_db
 
@@ -42,14 +42,6 @@ def handlers(register: Callable) -> None:
     register("t.a", lambda payload, ctx: None)
     register("t.b", lambda payload, ctx: None, queue="bees")
     register("t.order", lambda payload, ctx: None, schema=Order)
-
-
-def make(status: str = JobStatus.PENDING, type_: str = "t.a", **fields: Any) -> Job:
-    job = enqueue(type_, fields.pop("payload", {}), queue=fields.pop("queue", None),
-                  tags=fields.pop("tags", None))
-    if status != JobStatus.PENDING or fields:
-        Job.objects.filter(id=job.id).update(status=status, **fields)
-    return Job.objects.get(id=job.id)
 
 
 def failed(error: str, exception: str | None, *, type_: str = "t.a", at: datetime = T0,
