@@ -127,6 +127,8 @@ class Worker:
         self._claimed_total = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        #: A claim failed: it may have committed all the same (``_release_lost_claims``).
+        self._claim_unsure = False
         self._services_stop = threading.Event()  # the listener's
         self.loops: list[ServiceLoop] = []  # the heartbeat's, the commit watcher's
         self._work: queue.Queue[Any] = queue.Queue()
@@ -359,9 +361,14 @@ class Worker:
             claimed: list[Job] = []
             if free:
                 try:
+                    if self._claim_unsure:
+                        self._release_lost_claims()
                     claimed = self.store.claim(self.id, self.queues, min(free, self.batch_size))
                     backoff = 0.0
                 except DatabaseError as exc:
+                    # The claim may have committed with its answer lost: hand back whatever
+                    # it took before the next one (``_release_lost_claims``).
+                    self._claim_unsure = True
                     backoff = min(max(backoff * 2, 0.2), 5.0)
                     logger.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                     reset_connection(self.store.alias)
@@ -376,6 +383,21 @@ class Worker:
             if (self.burst and not claimed and idle and was_idle) or (exhausted and idle):
                 break
             self._wake.wait(self._wait_time())
+
+    def _release_lost_claims(self) -> None:
+        """After a failed claim: jobs leased to this worker under a lease it does not hold
+        (the claim committed, its answer was lost with the connection) go back to pending,
+        without using an attempt. Left alone they would stay ``processing`` for as long as
+        this worker beats. Claims are made on this thread only, so every lease of this
+        worker that no entry in flight holds is such a job."""
+        with self._lock:
+            known = {entry.job.lease_token for entry in self._inflight.values()}
+        released = self.store.release_unknown(self.id, known)
+        self._claim_unsure = False
+        if released:
+            logger.warning("a claim's answer was lost with its connection: %d job(s) it took "
+                           "handed back (%s)", len(released),
+                           ", ".join(str(job_id) for job_id in released))
 
     def _wait_time(self) -> float:
         wait = self.poll_interval

@@ -7,7 +7,7 @@ named in ``models/transitions.py``); vendors complete in bulk (``_complete_many`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,21 @@ class OutcomeVerbs(StoreCore):
         return job.id in self.finish([Finish(job.id, job.lease_token, "released",  # type: ignore[arg-type]
                                              attempt=job.attempts,
                                              event_data={"attempt": job.attempts})])
+
+    def release_unknown(self, owner: str,
+                        known: Collection[uuid.UUID | None]) -> list[uuid.UUID]:
+        """Hand back, without using their attempt, the jobs leased to ``owner`` under a lease
+        token not in ``known``: those of a claim the database committed but whose answer the
+        worker never got (the connection broke as it came back). Each is a fenced release,
+        like any other; returns their ids."""
+        rows = (Job.objects.using(self.alias)
+                .filter(status=JobStatus.PROCESSING, lease_owner=owner)
+                .values_list("id", "lease_token", "attempts"))
+        lost = [Finish(job_id, token, "released", attempt=attempts,
+                       event_data={"attempt": attempts, "reason": "claim answer lost"})
+                for job_id, token, attempts in rows
+                if token is not None and token not in known]
+        return sorted(self.finish(lost)) if lost else []
 
     def _finish_changes(self, o: Finish) -> dict[str, Any]:
         """The columns an outcome's transition sets (``models/transitions.py`` names them)."""
