@@ -15,6 +15,7 @@ from ..registry import get_registry
 from ..services.failures import failed_ids, is_fingerprint
 from ..services.jobs import filter_tags
 from ..store import get_store
+from .actions import MAX_ROWS
 
 #: "Overdue": due for longer than this, yet unclaimed.
 OVERDUE_AFTER = 60.0
@@ -146,11 +147,11 @@ class WorkerFilter(admin.SimpleListFilter):
 
 class ErrorGroupFilter(admin.SimpleListFilter):
     """Failed jobs of one failure group (``?error_group=<fingerprint>``, linked from the
-    Failures page): the most recent ``MAX_ROWS``, as many as one action handles."""
+    Failures page): the most recent ``MAX_ROWS``, as many as one action handles (the same
+    constant, so "Retry all" of a group is one action run)."""
 
     title = "failure group"
     parameter_name = "error_group"
-    max_rows = 10_000
 
     def lookups(self, request, model_admin):
         return _with_current([], self.value())
@@ -161,4 +162,4 @@ class ErrorGroupFilter(admin.SimpleListFilter):
             return queryset
         if not is_fingerprint(value):
             return queryset.none()
-        return queryset.filter(id__in=failed_ids(error_group=value, limit=self.max_rows))
+        return queryset.filter(id__in=failed_ids(error_group=value, limit=MAX_ROWS))
