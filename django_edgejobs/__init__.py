@@ -29,6 +29,10 @@ _LAZY = {
     "edit_all_pending": "services.lifecycle",
     "retry_all_failed": "services.lifecycle",
     "failure_groups": "services.failures",
+    "pause_queue": "services.queues",
+    "resume_queue": "services.queues",
+    "list_queues": "services.queues",
+    "QueueInfo": "services.queues",
     "FailureGroup": "services.failures",
     "complete_token": "services.tokens",
     "get_token": "services.tokens",
@@ -69,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover
         retry_all_failed,
         retry_job,
     )
+    from .services.queues import QueueInfo, list_queues, pause_queue, resume_queue
     from .services.schedules import (
         add_cron,
         edit_cron,

@@ -52,6 +52,7 @@ MAX_JOBS = 10_000
 def run_jobs(queue: str | Iterable[str] | None = None, *, max_jobs: int = MAX_JOBS) -> int:
     """Run every due job, one at a time, best priority first, until none is due; return how
     many ran. ``queue``: a queue name (or names) to limit it to; None runs every queue.
+    A paused queue's jobs do not run (``pause_queue``).
 
     Jobs the running jobs enqueue run too when they are due, and so do durable flows whose
     wait has come due (time waits, and token waits whose token was completed or timed out):
@@ -61,7 +62,7 @@ def run_jobs(queue: str | Iterable[str] | None = None, *, max_jobs: int = MAX_JO
     signals are as in ``runworker``. A ``KeyboardInterrupt`` stops it and gives the job back
     without using its attempt.
     """
-    from .models import Job
+    from .models import Job, Queue
     from .runtime.worker import Worker, default_worker_id
     from .services.tokens import expire_timed_out_tokens
     from .store import get_store
@@ -75,7 +76,8 @@ def run_jobs(queue: str | Iterable[str] | None = None, *, max_jobs: int = MAX_JO
         while True:
             store.resume_due()
             expire_timed_out_tokens()
-            due = Job.objects.using(store.alias).due()
+            due = Job.objects.using(store.alias).due().exclude(
+                queue__in=Queue.objects.using(store.alias).filter(paused=True).values("name"))
             if only is not None:
                 due = due.filter(queue__in=only)
             queues = sorted(set(due.values_list("queue", flat=True)))

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 from ..store import get_store
 from . import charts, display, stats
+from .queues import can_pause
 
 #: Seconds between in-place updates the page offers (``static/django_edgejobs/live.js``).
 REFRESH_CHOICES = (5, 10, 30, 60)
@@ -99,6 +100,8 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
          changelist_url(status="failed", finished="24h"), True),
         ("Stuck", data["stuck"], changelist_url(attention="stuck"), True),
         ("Overdue", data["overdue"], changelist_url(attention="overdue"), True),
+        ("Paused queues", sum(1 for row in data["queues"] if row.paused), "#dashboard-queues",
+         True),
     ]
     type_rows = [
         {
@@ -117,6 +120,7 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
     queue_rows = [
         {
             "queue": row.queue,
+            "paused": row.paused,
             "url": changelist_url(queue=row.queue),
             "due": row.due,
             "due_url": changelist_url(queue=row.queue, attention="due"),
@@ -141,6 +145,8 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
         "data": data,
         "cards": cards,
         "queue_rows": queue_rows,
+        "can_pause": can_pause(request),
+        "queue_action_url": reverse("admin:django_edgejobs_queue_action"),
         "type_rows": type_rows,
         "failures_url": reverse("admin:django_edgejobs_failures"),
         "workers": workers,

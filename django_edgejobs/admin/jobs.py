@@ -40,6 +40,7 @@ from .filters import (
     WorkerFilter,
 )
 from .listing import CappedPaginator, date_hierarchy
+from .queues import queue_action_view
 from .tokens import OutputForm
 
 MAX_EVENTS = 200
@@ -271,6 +272,8 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
                  name="django_edgejobs_dashboard"),
             path("failures/", view(lambda request: failures_view(request, self)),
                  name="django_edgejobs_failures"),
+            path("queues/action/", view(queue_action_view),
+                 name="django_edgejobs_queue_action"),
             *super().get_urls(),
         ]
 

@@ -21,7 +21,7 @@ from typing import Any, cast
 from django.db.models import Count, Min
 
 from ..conf import get_settings
-from ..models import CronSchedule, Job, Worker
+from ..models import CronSchedule, Job, Queue, Worker
 from ..models.job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 from ..store import get_store
 from .filters import OVERDUE_AFTER
@@ -109,12 +109,13 @@ class QueueRow:
     counts: dict[str, int] = field(default_factory=dict)
     due: int = 0
     oldest_due: datetime | None = None
+    paused: bool = False
 
 
 def queues(now: datetime) -> list[QueueRow]:
-    """Per queue: active jobs by status, due pending jobs (those a worker may claim: not past
-    their ``expires_at``) and the oldest due time, and jobs finished in the last hour by
-    status."""
+    """Per queue: active jobs by status, due pending jobs (not past their ``expires_at``)
+    and the oldest due time, jobs finished in the last hour by status, and whether it is
+    paused (a paused queue is listed even with no jobs)."""
     rows: dict[str, QueueRow] = {}
 
     def row(name: str) -> QueueRow:
@@ -133,6 +134,8 @@ def queues(now: datetime) -> list[QueueRow]:
                                     completed_at__gte=now - timedelta(hours=1)).order_by()
                  .values("queue", "status").annotate(n=Count("pk"))):
         row(item["queue"]).counts[item["status"]] = item["n"]
+    for name in Queue.objects.filter(paused=True).values_list("name", flat=True):
+        row(name).paused = True
     return sorted(rows.values(), key=lambda r: r.queue)
 
 

@@ -1,6 +1,7 @@
 from .cache_entry import CacheEntry
 from .event import JobEvent
 from .job import Job, JobQuerySet, JobStatus
+from .queue import Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
 from .token import WaitToken
 from .worker import Worker
@@ -14,6 +15,7 @@ __all__ = [
     "JobEvent",
     "JobQuerySet",
     "JobStatus",
+    "Queue",
     "WaitToken",
     "Worker",
 ]

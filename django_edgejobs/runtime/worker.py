@@ -30,6 +30,7 @@ from .. import signals
 from ..conf import get_settings
 from ..registry import get_registry
 from ..store import Finish, get_store
+from ..store.claim import JobTypes
 from ..store.core import lost_session_state
 from ..store.wakeups import CommitWatcher, Listener
 from .context import JobContext
@@ -71,6 +72,26 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def job_types(types: Sequence[str] | None, exclude: Sequence[str] | None) -> JobTypes:
+    """The job types a worker claims, checked: names that fit the column, each one a type
+    this process has a handler for (a worker limited to a type it cannot run would claim
+    jobs only to fail them), none both taken and kept out."""
+    from ..services.validation import validate_type
+
+    only = tuple(dict.fromkeys(validate_type(t, where="--type") for t in types or ()))
+    out = tuple(dict.fromkeys(validate_type(t, where="--exclude-type") for t in exclude or ()))
+    registry = get_registry()
+    unknown = [t for t in only if registry.get(t) is None]
+    if unknown:
+        raise ValueError(f"--type: no handler is registered for job type(s) "
+                         f"{', '.join(map(repr, unknown))} in this process")
+    both = sorted(set(only) & set(out))
+    if both:
+        raise ValueError(f"job type(s) {', '.join(map(repr, both))} given to both --type "
+                         "and --exclude-type")
+    return JobTypes(only, out)
+
+
 @dataclass(eq=False)
 class InFlight:
     job: Job
@@ -97,9 +118,13 @@ class Worker:
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         stop_when: Callable[[], bool] | None = None,
+        types: Sequence[str] | None = None,
+        exclude_types: Sequence[str] | None = None,
     ):
         conf = get_settings()
         self.queues = list(queues or conf.QUEUES)
+        #: ``runworker --type / --exclude-type``: the job types this worker claims.
+        self.types = job_types(types, exclude_types)
         self.concurrency = concurrency or conf.CONCURRENCY
         #: No batch size given: claim ``concurrency`` jobs at first, then size claims by the
         #: jobs' run time (``_learn``). Short jobs get batches of up to ADAPTIVE_MAX_BATCH,
@@ -167,7 +192,7 @@ class Worker:
             # for longer than WORKER_TIMEOUT does not get its jobs reclaimed.
             self.heartbeat.run_once()
             self._beaten = time.monotonic()
-        jobs = self.store.claim(self.id, self.queues, self.batch_size)
+        jobs = self.store.claim(self.id, self.queues, self.batch_size, self.types)
         results: list[tuple[InFlight, Finish, float]] = []
         for job in jobs:
             entry = InFlight(job, JobContext(job, self.store))
@@ -263,10 +288,13 @@ class Worker:
         if self.watchdog is not None:
             self.watchdog.watch("claim loop", self.store.alias)
         self.register()
-        logger.info("worker %s: queues=%s concurrency=%d batch=%s", self.id,
+        logger.info("worker %s: queues=%s concurrency=%d batch=%s%s", self.id,
                     ",".join(self.queues), self.concurrency,
                     f"adaptive ({self.concurrency}-{max(self.concurrency, ADAPTIVE_MAX_BATCH)})"
-                    if self.adaptive else self.batch_size)
+                    if self.adaptive else self.batch_size,
+                    "".join(f" {label}={','.join(names)}" for label, names in
+                            (("types", self.types.only), ("exclude-types", self.types.exclude))
+                            if names))
         try:
             try:
                 self._start_services()
@@ -363,7 +391,8 @@ class Worker:
                 try:
                     if self._claim_unsure:
                         self._release_lost_claims()
-                    claimed = self.store.claim(self.id, self.queues, min(free, self.batch_size))
+                    claimed = self.store.claim(self.id, self.queues, min(free, self.batch_size),
+                                                  self.types)
                     backoff = 0.0
                 except DatabaseError as exc:
                     # The claim may have committed with its answer lost: hand back whatever

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Count, Min
 
 from ..conf import get_settings
-from ..models import Job, Worker
+from ..models import Job, Queue, Worker
 from ..models.clock import Now
 from ..store import get_store
 
@@ -17,7 +17,7 @@ COUNT_KEYS = ("pending", "due", "waiting", "processing", "completed", "failed", 
 
 
 def _empty() -> dict[str, Any]:
-    return {**dict.fromkeys(COUNT_KEYS, 0), "oldest_due_age_seconds": None}
+    return {**dict.fromkeys(COUNT_KEYS, 0), "oldest_due_age_seconds": None, "paused": False}
 
 
 def queue_stats() -> dict[str, Any]:
@@ -25,7 +25,9 @@ def queue_stats() -> dict[str, Any]:
 
     ``due`` counts pending jobs whose run time has come (a backlog when it stays high);
     ``oldest_due_age_seconds`` is how long the oldest of them is overdue, on the database's
-    clock. A worker is alive when it heart-beat within ``WORKER_TIMEOUT`` and has not stopped.
+    clock. ``paused``: no worker claims from the queue (``pause_queue``); a paused queue is
+    listed even with no jobs. A worker is alive when it heart-beat within ``WORKER_TIMEOUT``
+    and has not stopped.
     """
     store = get_store()
     jobs = Job.objects.using(store.alias)
@@ -37,7 +39,11 @@ def queue_stats() -> dict[str, Any]:
         entry = queues.setdefault(due["queue"], _empty())
         entry["due"] = due["n"]
         entry["oldest_due_age_seconds"] = max((now - due["oldest"]).total_seconds(), 0.0)
+    for name in Queue.objects.using(store.alias).filter(paused=True).values_list("name",
+                                                                                flat=True):
+        queues.setdefault(name, _empty())["paused"] = True
     totals = _empty()
+    del totals["paused"]
     for entry in queues.values():
         for key in COUNT_KEYS:
             totals[key] += entry[key]

@@ -6,29 +6,50 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import F
 
-from ..models import Job
+from ..models import Job, Queue
 from ..models import transitions as t
 from ..models.clock import Now
 from .core import StoreCore
 
 
+@dataclass(frozen=True)
+class JobTypes:
+    """Which job types a claim takes (``runworker --type / --exclude-type``): only those in
+    ``only`` when it is not empty, and none in ``exclude``."""
+
+    only: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.only or self.exclude)
+
+
 class ClaimVerbs(StoreCore):
     """``claim`` and its events."""
 
-    def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
-        """Take up to ``limit`` due pending jobs of ``queues``: processing, attempt counted,
-        leased to owner. No queues: nothing to take."""
+    def claim(self, owner: str, queues: Sequence[str], limit: int,
+              types: JobTypes | None = None) -> list[Job]:
+        """Take up to ``limit`` due pending jobs of ``queues`` (and of ``types``, when given):
+        processing, attempt counted, leased to owner. No queues: nothing to take; a paused
+        queue gives none."""
         if limit <= 0 or not queues:
             return []
 
         def run() -> list[Job]:
             token = uuid.uuid4()
             with transaction.atomic(using=self.alias):
-                qs = Job.objects.using(self.alias).due().in_queues(queues)
+                paused = Queue.objects.using(self.alias).filter(paused=True)
+                qs = (Job.objects.using(self.alias).due().in_queues(queues)
+                      .exclude(queue__in=paused.values("name")))
+                if types and types.only:
+                    qs = qs.filter(type__in=types.only)
+                if types and types.exclude:
+                    qs = qs.exclude(type__in=types.exclude)
                 ids = list(
                     qs.select_for_update(skip_locked=True)
                     .order_by("-priority", "run_at")

@@ -21,6 +21,7 @@ from ..conf import get_settings
 from ..models import Job
 from . import sql_postgres as sql
 from .base import Finish, Store
+from .claim import JobTypes
 from .pooler import behind_transaction_pooler
 from .rows import jobs_from_rows
 from .sql_postgres import CHANNEL
@@ -217,14 +218,20 @@ class PostgresStore(Store):
             job.created_at = job.updated_at = created_at
         return inserted
 
-    def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
+    def claim(self, owner: str, queues: Sequence[str], limit: int,
+              types: JobTypes | None = None) -> list[Job]:
         if limit <= 0:
             return []
-        params = [list(dict.fromkeys(queues)), limit, limit]
+        statement = sql.CLAIM_SQL
+        params: list[object] = [list(dict.fromkeys(queues))]
+        if types:
+            statement = sql.claim_sql(bool(types.only), bool(types.exclude))
+            params += [list(names) for names in (types.only, types.exclude) if names]
+        params += [limit, limit]
 
         def run() -> list[Job]:
             # One statement, so its own transaction outside atomic: no BEGIN/COMMIT trips.
-            rows = self._bound(sql.CLAIM_SQL, [*params, owner, uuid.uuid4()])
+            rows = self._bound(statement, [*params, owner, uuid.uuid4()])
             return jobs_from_rows(self.connection, rows)
 
         return self.retrying(run)

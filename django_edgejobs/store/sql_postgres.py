@@ -7,11 +7,12 @@ server prepares (``PREPARED_STATEMENTS``): a change of one is a new prepared sta
 
 from __future__ import annotations
 
-from ..models import Job, JobEvent
+from ..models import Job, JobEvent, Queue
 from .rows import job_columns
 
 JOBS = Job._meta.db_table
 EVENTS = JobEvent._meta.db_table
+QUEUES = Queue._meta.db_table
 
 # -- wake-ups ---------------------------------------------------------------------------------
 
@@ -91,28 +92,42 @@ _DUE = ("status = 'pending' AND run_at <= statement_timestamp() "
         "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
 # The claim index is ordered within a queue: "queue = ANY(...)" would read every due job of
 # those queues and sort them. Take the best ``limit`` of each queue by index (locking them),
-# then the best of those; one queue is the same plan with one loop.
-_PICKED = (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
-           f'(SELECT id, priority, run_at FROM "{JOBS}" '
-           f"WHERE queue = q.name AND {_DUE} ORDER BY priority DESC, run_at "
-           "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
-           "ORDER BY j.priority DESC, j.run_at LIMIT %s")
+# then the best of those; one queue is the same plan with one loop. A paused queue (its
+# ``Queue`` row, read by this statement's snapshot) gives none.
+def _picked(only: bool, exclude: bool) -> str:
+    types = (" AND type = ANY(%s::text[])" if only else "") + (
+        " AND type <> ALL(%s::text[])" if exclude else "")
+    return (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
+            f'(SELECT id, priority, run_at FROM "{JOBS}" '
+            f"WHERE queue = q.name AND {_DUE}{types} ORDER BY priority DESC, run_at "
+            "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
+            f'WHERE NOT EXISTS (SELECT 1 FROM "{QUEUES}" AS p WHERE p.name = q.name '
+            "AND p.paused) "
+            "ORDER BY j.priority DESC, j.run_at LIMIT %s")
 
-#: Take due pending jobs: processing, attempt counted, leased; their ``processing`` events;
-#: every column of the claimed rows (``rows.job_columns``), best first.
-#: Params: queues, limit (per queue), limit, owner, lease token.
-CLAIM_SQL = (
-    f"WITH picked AS MATERIALIZED ({_PICKED}), "
-    f'claimed AS (UPDATE "{JOBS}" AS t SET status = \'processing\', '
-    "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
-    "started_at = statement_timestamp(), updated_at = statement_timestamp() "
-    "FROM picked WHERE t.id = picked.id "
-    f"RETURNING {job_columns('t')}), "
-    f'ev AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
-    "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
-    "lease_owner), statement_timestamp() FROM claimed) "
-    "SELECT * FROM claimed ORDER BY priority DESC, run_at"
-)
+
+def claim_sql(only: bool = False, exclude: bool = False) -> str:
+    """CLAIM: take due pending jobs: processing, attempt counted, leased; their ``processing``
+    events; every column of the claimed rows (``rows.job_columns``), best first. ``only`` /
+    ``exclude``: of these job types / not of these (``runworker --type``).
+    Params: queues, [types], [excluded types], limit (per queue), limit, owner, lease
+    token."""
+    return (
+        f"WITH picked AS MATERIALIZED ({_picked(only, exclude)}), "
+        f'claimed AS (UPDATE "{JOBS}" AS t SET status = \'processing\', '
+        "attempts = t.attempts + 1, lease_owner = %s, lease_token = %s, "
+        "started_at = statement_timestamp(), updated_at = statement_timestamp() "
+        "FROM picked WHERE t.id = picked.id "
+        f"RETURNING {job_columns('t')}), "
+        f'ev AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
+        "SELECT id, 'processing', jsonb_build_object('attempt', attempts, 'worker', "
+        "lease_owner), statement_timestamp() FROM claimed) "
+        "SELECT * FROM claimed ORDER BY priority DESC, run_at"
+    )
+
+
+#: The claim of every job type, the one most workers run.
+CLAIM_SQL = claim_sql()
 
 # -- finish -----------------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ own clock has milliseconds, the times Django writes microseconds (see ``models.c
 
 from __future__ import annotations
 
-from ..models import Job, JobEvent
+from ..models import Job, JobEvent, Queue
 from .rows import job_columns
 
 JOBS = Job._meta.db_table
 EVENTS = JobEvent._meta.db_table
+QUEUES = Queue._meta.db_table
 _COLUMNS = job_columns()
 
 #: Changes when another connection commits to the database file (the commit watcher).
@@ -34,21 +35,32 @@ INSERT_JOB_UNLESS_KEY_TAKEN_SQL = INSERT_JOB_SQL + " ON CONFLICT DO NOTHING"
 # claim index's order is what stops the scan.
 _DUE = ("status = 'pending' AND +run_at <= %s "
         "AND (expires_at IS NULL OR expires_at > %s)")
-#: One queue's best due jobs, by the claim index. Params: queue, now, now, limit.
-CLAIM_QUEUE_SQL = (f'SELECT * FROM (SELECT id, priority, run_at FROM "{JOBS}" '
-                   f"WHERE queue = %s AND {_DUE} ORDER BY priority DESC, run_at LIMIT %s)")
+def _claim_queue_sql(only: int, exclude: int) -> str:
+    """One queue's best due jobs, by the claim index; none while the queue is paused.
+    Params: queue, now, now, [``only`` types], [``exclude`` types], queue, limit."""
+    types = ""
+    if only:
+        types += f" AND type IN ({', '.join(['%s'] * only)})"
+    if exclude:
+        types += f" AND type NOT IN ({', '.join(['%s'] * exclude)})"
+    return (f'SELECT * FROM (SELECT id, priority, run_at FROM "{JOBS}" '
+            f"WHERE queue = %s AND {_DUE}{types} AND NOT EXISTS "
+            f'(SELECT 1 FROM "{QUEUES}" WHERE name = %s AND paused) '
+            "ORDER BY priority DESC, run_at LIMIT %s)")
 
 
-def claim_sql(queue_count: int) -> str:
+def claim_sql(queue_count: int, only: int = 0, exclude: int = 0) -> str:
     """CLAIM: take due pending jobs (processing, attempt counted, leased) and return every
     column of them (``rows.job_columns``). The claim index is ordered within a queue: for
     several queues, take the best ``limit`` of each by index and then the best of those,
     instead of letting SQLite read and sort every due job of those queues. One ``UPDATE``, so
-    its first statement takes the write lock.
+    its first statement takes the write lock. ``only`` / ``exclude``: how many job types the
+    claim is limited to / keeps out (``runworker --type``).
 
-    Params: 'processing', owner, lease token, now, now, then ``CLAIM_QUEUE_SQL``'s for each
+    Params: 'processing', owner, lease token, now, now, then ``_claim_queue_sql``'s for each
     queue, then limit."""
-    picked = ("SELECT id FROM (" + " UNION ALL ".join([CLAIM_QUEUE_SQL] * queue_count)
+    picked = ("SELECT id FROM ("
+              + " UNION ALL ".join([_claim_queue_sql(only, exclude)] * queue_count)
               + ") ORDER BY priority DESC, run_at LIMIT %s")
     return (
         f'UPDATE "{JOBS}" SET status = %s, attempts = attempts + 1, lease_owner = %s, '

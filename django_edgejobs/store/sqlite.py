@@ -19,6 +19,7 @@ from ..models import Job
 from ..models.clock import sqlite_now
 from . import sql_sqlite as sql
 from .base import Finish, Store
+from .claim import JobTypes
 from .rows import job_values, jobs_from_rows
 
 
@@ -32,18 +33,22 @@ class SQLiteStore(Store):
         has milliseconds, the times Django writes microseconds (see ``models.clock``)."""
         return datetime.now(UTC)
 
-    def claim(self, owner: str, queues: Sequence[str], limit: int) -> list[Job]:
+    def claim(self, owner: str, queues: Sequence[str], limit: int,
+              types: JobTypes | None = None) -> list[Job]:
         if limit <= 0 or not queues:
             return []
         token_field = Job._meta.get_field("lease_token")
         queues = list(dict.fromkeys(queues))
-        statement = sql.claim_sql(len(queues))
+        types = types or JobTypes()
+        statement = sql.claim_sql(len(queues), len(types.only), len(types.exclude))
+        names = [*types.only, *types.exclude]
 
         def run() -> list[Job]:
             token = uuid.uuid4()
             now = sqlite_now(self.connection)
+            per_queue = (p for q in queues for p in (q, now, now, *names, q, limit))
             params = ["processing", owner, token_field.get_db_prep_value(token, self.connection),
-                      now, now, *(p for q in queues for p in (q, now, now, limit)), limit]
+                      now, now, *per_queue, limit]
             with transaction.atomic(using=self.alias):
                 with self.connection.cursor() as cursor:
                     cursor.execute(statement, params)

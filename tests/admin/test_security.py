@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_edgejobs import add_cron, enqueue, get_job
+from django_edgejobs import add_cron, enqueue, get_job, pause_queue
 from django_edgejobs.models import CronSchedule, Job, JobEvent, WaitToken, Worker
 from tests.admin.conftest import make_job
 
@@ -46,6 +46,7 @@ def world(register, settings):  # type: ignore[no-untyped-def]
     running = make_job("processing", lease_owner=f"w{IMG}", type_=SCRIPT)
     token = WaitToken.objects.create(job=pending, tags=[SCRIPT], output={"o": IMG})
     schedule = add_cron(f"c{IMG}", "0 2 * * *", SCRIPT, {"p": SCRIPT})
+    pause_queue(IMG)  # the dashboard shows it with its button
     return {"hostile": get_job(hostile.pk), "pending": pending, "failed": failed,
             "running": running, "token": token, "schedule": schedule}
 
@@ -102,6 +103,10 @@ def test_anonymous_users_are_sent_to_the_login_page(world, client):
         response = client.post(url, {"action": "retry_selected", "index": "0",
                                      "_selected_action": [world["failed"].pk]})
         assert response.status_code == 302 and "/login/" in response.url
+    assert snapshot() == before
+    response = client.post(reverse("admin:django_edgejobs_queue_action"),
+                           {"queue": "default", "action": "pause"})
+    assert response.status_code == 302 and "/login/" in response.url
     assert snapshot() == before
 
 
@@ -202,6 +207,9 @@ def test_posts_without_a_csrf_token_are_rejected(world, db):
          {"action": "complete_selected", "index": "0", "apply": "yes", "output": "1",
           "_selected_action": [world["token"].pk]}),
         (reverse("admin:django_edgejobs_cache"), {"cache": "edge", "keys": [f"k:{SCRIPT}"]}),
+        (reverse("admin:django_edgejobs_queue_action"), {"queue": "default",
+                                                         "action": "pause"}),
+        (reverse("admin:django_edgejobs_queue_action"), {"queue": IMG, "action": "resume"}),
     ]
     for url, data in posts:
         response = client.post(url, data)

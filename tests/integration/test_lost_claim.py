@@ -27,8 +27,8 @@ def test_the_jobs_of_a_claim_whose_answer_was_lost_are_handed_back_and_run(
     real_claim = worker.store.claim
     lost: list = []
 
-    def claim(owner: str, queues: list[str], limit: int) -> list:
-        jobs = real_claim(owner, queues, limit)
+    def claim(owner: str, queues: list[str], limit: int, types: object = None) -> list:
+        jobs = real_claim(owner, queues, limit, types)
         if not lost:  # committed, then the answer is lost on the way back
             lost.extend(j.id for j in jobs)
             raise OperationalError("consuming input failed: server closed the connection")

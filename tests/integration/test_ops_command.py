@@ -228,10 +228,10 @@ def test_stats_counts_per_queue_and_status_with_backlog_age_and_live_workers(
     age = default.pop("oldest_due_age_seconds")
     assert 119 <= age < 180
     assert default == {"pending": 1, "due": 1, "waiting": 0, "processing": 0,
-                       "completed": 1, "failed": 1, "cancelled": 0}
+                       "completed": 1, "failed": 1, "cancelled": 0, "paused": False}
     assert got["queues"]["reports"] == {"pending": 1, "due": 0, "waiting": 0, "processing": 0,
                                         "completed": 0, "failed": 0, "cancelled": 0,
-                                        "oldest_due_age_seconds": None}
+                                        "oldest_due_age_seconds": None, "paused": False}
     assert got["totals"]["pending"] == 2 and got["totals"]["oldest_due_age_seconds"] == age
     assert got["workers_alive"] == 1
     assert [w["id"] for w in got["workers"]] == ["alive"]

@@ -252,3 +252,28 @@ def test_the_docs_state_the_concurrency_bound() -> None:
     settings_row = re.search(r"^\| `CONCURRENCY` \| `4` \|.*$", settings_md, re.M)
     assert runworker_row and f"N <= {MAX_CONCURRENCY}" in runworker_row.group(0)
     assert settings_row and f"from 1 to {MAX_CONCURRENCY}" in settings_row.group(0)
+
+
+# -- job types ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("args", "message"), [
+    (("--type", "t.nowhere"), "--type: no handler is registered for job type(s) 't.nowhere' "
+                              "in this process"),
+    (("--type", ""), "--type: job type must be a non-empty string, got ''"),
+    (("--exclude-type", "x" * 201), "--exclude-type: job type is longer than"),
+    (("--type", "t.known", "--exclude-type", "t.known"),
+     "job type(s) 't.known' given to both --type and --exclude-type"),
+])
+def test_a_bad_job_type_option_is_named_before_the_worker_starts(register, args, message):
+    register("t.known", lambda payload, ctx: None)
+    with pytest.raises(CommandError) as exc:
+        call_command("runworker", "--burst", *args)
+    assert str(exc.value).startswith(message)
+    assert not WorkerRow.objects.exists()
+
+
+def test_type_options_repeat() -> None:
+    options = parse("--type", "a", "-t", "b", "--exclude-type", "c", "--exclude-type", "d")
+    assert (options["types"], options["exclude_types"]) == (["a", "b"], ["c", "d"])

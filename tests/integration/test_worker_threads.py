@@ -400,8 +400,8 @@ def test_an_adaptive_worker_claims_short_jobs_in_batches(register):
     claims: list[int] = []
     original = store.claim
 
-    def counting(owner, queues, limit):
-        jobs = original(owner, queues, limit)
+    def counting(owner, queues, limit, types=None):
+        jobs = original(owner, queues, limit, types)
         claims.append(len(jobs))
         return jobs
 

@@ -24,8 +24,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from django_edgejobs.models import Job, JobEvent, WaitToken, Worker
+from django_edgejobs.models import Job, JobEvent, Queue, WaitToken, Worker
 from django_edgejobs.store.base import Finish, Store
+from django_edgejobs.store.claim import JobTypes
 
 ALIAS = "default"
 TYPE = "t.contract"
@@ -957,6 +958,36 @@ class StoreContract:
         assert len({j.id for j in taken}) == 6
         assert store.claim("w", ["nowhere"], 100) == []
         assert [j.queue for j in store.claim("w", ["b"], 100)] == ["b"] * 3
+
+    def test_claim_takes_nothing_of_a_paused_queue(self, store: Store) -> None:
+        """Paused: its due jobs stay pending, untouched, while other queues are claimed; a
+        queue resumed (its row kept, ``paused`` false) is claimed again."""
+        for q in ("a", "b"):
+            for i in range(3):
+                build_job("pending_due", queue=q, payload={"q": q, "i": i})
+        Queue.objects.create(name="a", paused=True, paused_at=timezone.now())
+        held = list(Job.objects.filter(queue="a"))
+        before = [snapshot(j.id) for j in held]
+        assert store.claim("w", ["a"], 100) == []
+        assert {j.queue for j in store.claim("w", ["a", "b"], 100)} == {"b"}
+        assert [snapshot(j.id) for j in held] == before
+        Queue.objects.filter(name="a").update(paused=False)
+        assert sorted(j.payload["i"] for j in store.claim("w", ["a", "b"], 100)) == [0, 1, 2]
+
+    def test_claim_takes_only_the_given_job_types(self, store: Store) -> None:
+        """``runworker --type`` / ``--exclude-type``: over several queues, in claim order."""
+        for q in ("a", "b"):
+            for t in ("t.x", "t.y", "t.z"):
+                build_job("pending_due", queue=q, type=t, payload={"q": q, "t": t})
+
+        def taken(types: JobTypes) -> list[tuple[str, str]]:
+            return sorted((j.queue, j.type) for j in store.claim("w", ["a", "b"], 100, types))
+
+        assert taken(JobTypes(only=("t.x", "t.nowhere"))) == [("a", "t.x"), ("b", "t.x")]
+        assert taken(JobTypes(exclude=("t.z",))) == [("a", "t.y"), ("b", "t.y")]
+        assert taken(JobTypes(only=("t.z",), exclude=("t.y",))) == [("a", "t.z"), ("b", "t.z")]
+        assert taken(JobTypes()) == []  # everything is taken by now
+        assert Job.objects.filter(status="pending").count() == 0
 
     def test_claim_takes_at_most_limit(self, store: Store) -> None:
         for _ in range(5):

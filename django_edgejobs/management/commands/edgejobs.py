@@ -12,13 +12,24 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from ... import cancel_job, cleanup_old_jobs, get_job, get_job_events, list_jobs, retry_job
+from ... import (
+    cancel_job,
+    cleanup_old_jobs,
+    get_job,
+    get_job_events,
+    list_jobs,
+    list_queues,
+    pause_queue,
+    resume_queue,
+    retry_job,
+)
 from ...conf import get_settings
 from ...services.jobs import parse_job_id
 from ...services.stats import COUNT_KEYS, count_finished_jobs, queue_stats
@@ -98,8 +109,8 @@ def job_dict(job: Any, *, detail: bool = False, events: Iterable[Any] = ()) -> d
 
 
 class Command(BaseCommand):
-    help = ("Look at and manage django-edgejobs jobs: list, show, retry, cancel, stats, purge. "
-            "Add --json for output that scripts can read.")
+    help = ("Look at and manage django-edgejobs jobs: list, show, retry, cancel, stats, purge, "
+            "queues, pause, resume. Add --json for output that scripts can read.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -132,6 +143,14 @@ class Command(BaseCommand):
         p.add_argument("job_ids", metavar="ID", nargs="+")
 
         action("stats", "Counts per queue and status, the oldest due job's age, live workers.")
+
+        action("queues", "Each queue: paused or running, its jobs by status, the oldest due "
+                         "job's age.")
+        p = action("pause", "Pause a queue: no worker claims its jobs (they still enqueue; "
+                            "running ones finish).")
+        p.add_argument("queue", metavar="QUEUE")
+        p = action("resume", "Resume a paused queue: workers claim its jobs again.")
+        p.add_argument("queue", metavar="QUEUE")
 
         p = action("purge", "Delete completed, failed and cancelled jobs finished long ago.")
         p.add_argument("--days", type=_non_negative_float, default=None,
@@ -262,6 +281,38 @@ class Command(BaseCommand):
             self.stdout.write(f"  {w['id']}  queues={','.join(w['queues'])} "
                               f"concurrency={w['concurrency']} jobs_done={w['jobs_done']} "
                               f"last_heartbeat={_shown_when(w['last_heartbeat'])}")
+
+    def do_queues(self, options: dict[str, Any]) -> None:
+        queues = list_queues()
+        if options["json"]:
+            self.emit_json([{**asdict(q), "paused_at": _when(q.paused_at)} for q in queues])
+            return
+        if not queues:
+            self.stdout.write("No queues.")
+            return
+        self.table(("QUEUE", "STATE", "PENDING", "DUE", "PROCESSING", "FAILED", "OLDEST DUE"),
+                   [(q.name, "paused" if q.paused else "running", q.pending, q.due,
+                     q.processing, q.failed, _age(q.oldest_due_age)) for q in queues])
+
+    def do_pause(self, options: dict[str, Any]) -> None:
+        self._pause(options, pause_queue, "paused")
+
+    def do_resume(self, options: dict[str, Any]) -> None:
+        self._pause(options, resume_queue, "resumed")
+
+    def _pause(self, options: dict[str, Any], change: Any, done: str) -> None:
+        queue = options["queue"]
+        try:
+            changed = change(queue)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.emit_json({"queue": queue, done: changed})
+        elif changed:
+            self.stdout.write(f"Queue {queue!r} {done}.")
+        else:
+            self.stdout.write(f"Queue {queue!r} was already "
+                              f"{'paused' if done == 'paused' else 'running'}.")
 
     def do_purge(self, options: dict[str, Any]) -> None:
         days = options["days"]

@@ -57,6 +57,12 @@ class Command(BaseCommand):
         parser.add_argument("--queue", "-q", action="append", dest="queues", metavar="NAME",
                             help="A queue to serve (repeat for several). "
                                  "Default: EDGEJOBS['QUEUES'].")
+        parser.add_argument("--type", "-t", action="append", dest="types", metavar="NAME",
+                            help="Claim only jobs of this type (repeat for several). "
+                                 "Default: every type.")
+        parser.add_argument("--exclude-type", action="append", dest="exclude_types",
+                            metavar="NAME",
+                            help="Never claim jobs of this type (repeat for several).")
         parser.add_argument("--concurrency", "-c", type=_integer(1, MAX_CONCURRENCY),
                             metavar="N", help=f"Handler threads, 1-{MAX_CONCURRENCY}. "
                                               "Default: EDGEJOBS['CONCURRENCY'].")
@@ -98,12 +104,16 @@ class Command(BaseCommand):
         _configure_logging(options["verbosity"])
         if options["scheduler_only"] and options["no_scheduler"]:
             raise CommandError("--scheduler-only and --no-scheduler exclude each other")
-        worker = None if options["scheduler_only"] else Worker(
-            queues, concurrency=options["concurrency"], batch_size=options["batch_size"],
-            poll_interval=options["poll_interval"], burst=options["burst"],
-            max_jobs=options["max_jobs"], shutdown_timeout=options["shutdown_timeout"],
-            worker_id=options["worker_id"],
-        )
+        try:
+            worker = None if options["scheduler_only"] else Worker(
+                queues, concurrency=options["concurrency"], batch_size=options["batch_size"],
+                poll_interval=options["poll_interval"], burst=options["burst"],
+                max_jobs=options["max_jobs"], shutdown_timeout=options["shutdown_timeout"],
+                worker_id=options["worker_id"], types=options["types"],
+                exclude_types=options["exclude_types"],
+            )
+        except ValueError as exc:  # a --type that names no handler, say
+            raise CommandError(str(exc)) from exc
         process = Process(worker, scheduler=not options["no_scheduler"],
                           supervisor=not (options["no_supervisor"] or options["scheduler_only"]))
         _warn_if_debug(worker)
