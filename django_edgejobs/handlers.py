@@ -120,13 +120,23 @@ def job(
     timeout: float | None = None,
     force_kill: bool = False,
     schema: Any = None,
+    concurrency_key: str | Callable[[Any], str] | None = None,
+    concurrency_limit: int | None = None,
+    rate_limit: Any = None,
+    rate_key: str | Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[..., Any]], JobHandler]:
     """Register a handler ``fn(payload, ctx)`` for jobs of ``type``.
 
     The options are the defaults of jobs of that type; ``enqueue`` may override them.
     ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
     before each attempt; the handler then receives an instance of a dataclass or model schema
-    (a TypedDict payload stays a dict)."""
+    (a TypedDict payload stays a dict).
+
+    Flow control (``services/limits.py``): at most ``concurrency_limit`` jobs sharing a
+    ``concurrency_key`` run at once (a ``str.format`` template over the payload or a callable
+    ``payload -> str``; without one, the limit is for the type); ``rate_limit`` (``"N/s"``,
+    ``"N/m"``, ``"N/h"`` or ``RateLimit``) caps the attempts that start in any window, per
+    type or per ``rate_key``."""
     # Imported when @job runs: importing the package and ``job`` loads no services module.
     from .services.validation import MAX_TYPE_LENGTH, lone_surrogate, validate_options
 
@@ -148,12 +158,18 @@ def job(
         },
         where=f"@job({type!r})",
     )
+    from .services.limits import Limits, check_limits, merge
+
+    limits = merge(Limits(), check_limits(
+        {"concurrency_key": concurrency_key, "concurrency_limit": concurrency_limit,
+         "rate_limit": rate_limit, "rate_key": rate_key}, where=f"@job({type!r})"),
+        where=f"@job({type!r})")
 
     def decorate(func: Callable[..., Any]) -> JobHandler:
         if not callable(func):
             raise ImproperlyConfigured(f"@job({type!r}) must decorate a function")
         job_type = JobType(name=type, func=func, force_kill=bool(force_kill), schema=schema,
-                           **options)
+                           limits=limits, **options)
         get_registry().register(job_type)
         return JobHandler(job_type)
 

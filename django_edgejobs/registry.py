@@ -46,6 +46,8 @@ class JobType:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``@job(schema=...)``: a TypedDict, a dataclass or a pydantic model (or None).
     schema: Any = None
+    #: Flow control (``services.limits.Limits``), or None: no limit.
+    limits: Any = None
     payload_schema: PayloadSchema | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 from .cache_entry import CacheEntry
 from .event import JobEvent
 from .job import Job, JobQuerySet, JobStatus
+from .limits import LimitKey, RateStart
 from .queue import Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
 from .token import WaitToken
@@ -15,7 +16,9 @@ __all__ = [
     "JobEvent",
     "JobQuerySet",
     "JobStatus",
+    "LimitKey",
     "Queue",
+    "RateStart",
     "WaitToken",
     "Worker",
 ]

@@ -113,6 +113,15 @@ class Job(models.Model):
     enqueue_expires: float | None
     payload_json: str | None  # the payload as validated JSON text
     updated_at = models.DateTimeField(default=timezone.now)
+    #: Flow control (``@job(concurrency_key=..., rate_limit=...)``), resolved at enqueue: at
+    #: most ``concurrency_limit`` jobs sharing ``concurrency_key`` run at once; at most
+    #: ``rate_limit`` attempts of jobs sharing ``rate_key`` start in any ``rate_period``
+    #: seconds. "" / None: no limit. Claimed by ``Store.claim_limited`` only.
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_key = models.CharField(max_length=255, blank=True, default="")
+    rate_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_period = models.FloatField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -160,6 +169,12 @@ class Job(models.Model):
                 fields=["expires_at"],
                 condition=Q(status="pending", expires_at__isnull=False),
                 name="edgejobs_job_expiring_idx",
+            ),
+            # Concurrency limits: the running jobs of a key, counted under the key's lock.
+            models.Index(
+                fields=["concurrency_key"],
+                condition=Q(status="processing") & ~Q(concurrency_key=""),
+                name="edgejobs_job_running_key_idx",
             ),
             models.Index(fields=["status", "completed_at"], name="edgejobs_job_finished_idx"),
             models.Index(fields=["type", "-created_at"], name="edgejobs_job_type_idx"),

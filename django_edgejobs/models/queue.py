@@ -17,6 +17,9 @@ class Queue(models.Model):
     #: When the current pause began (None while running).
     paused_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    #: Some job of the queue was enqueued with a concurrency or rate limit: workers of the
+    #: queue also run the limited claim (``Store.claim_limited``). Never reset.
+    limited = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

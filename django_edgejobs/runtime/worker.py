@@ -154,6 +154,11 @@ class Worker:
         self._stopping = threading.Event()
         #: A claim failed: it may have committed all the same (``_release_lost_claims``).
         self._claim_unsure = False
+        #: ``_limited_queues``: when it was last read, and what it found.
+        self._limited_read: float | None = None
+        self._limited: list[str] = []
+        self._limited_of: list[str] = []
+        self._limited_first = False
         self._services_stop = threading.Event()  # the listener's
         self.loops: list[ServiceLoop] = []  # the heartbeat's, the commit watcher's
         self._work: queue.Queue[Any] = queue.Queue()
@@ -192,7 +197,7 @@ class Worker:
             # for longer than WORKER_TIMEOUT does not get its jobs reclaimed.
             self.heartbeat.run_once()
             self._beaten = time.monotonic()
-        jobs = self.store.claim(self.id, self.queues, self.batch_size, self.types)
+        jobs = self._claim(self.batch_size)
         results: list[tuple[InFlight, Finish, float]] = []
         for job in jobs:
             entry = InFlight(job, JobContext(job, self.store))
@@ -391,8 +396,7 @@ class Worker:
                 try:
                     if self._claim_unsure:
                         self._release_lost_claims()
-                    claimed = self.store.claim(self.id, self.queues, min(free, self.batch_size),
-                                                  self.types)
+                    claimed = self._claim(min(free, self.batch_size))
                     backoff = 0.0
                 except DatabaseError as exc:
                     # The claim may have committed with its answer lost: hand back whatever
@@ -412,6 +416,37 @@ class Worker:
             if (self.burst and not claimed and idle and was_idle) or (exhausted and idle):
                 break
             self._wake.wait(self._wait_time())
+
+    def _claim(self, limit: int) -> list[Job]:
+        """Up to ``limit`` due jobs: the plain claim, and for queues that hold jobs with a
+        concurrency or rate limit, the limited claim too (``store/limits.py``). The two take
+        turns at going first, so neither kind of job starves the other."""
+        limited = self._limited_queues()
+        if not limited:
+            return self.store.claim(self.id, self.queues, limit, self.types)
+        self._limited_first = not self._limited_first
+
+        def plain(n: int) -> list[Job]:
+            return self.store.claim(self.id, self.queues, n, self.types)
+
+        def limits(n: int) -> list[Job]:
+            return self.store.claim_limited(self.id, limited, n, self.types)
+
+        jobs: list[Job] = []
+        for claim in (limits, plain) if self._limited_first else (plain, limits):
+            if len(jobs) < limit:
+                jobs += claim(limit - len(jobs))
+        return jobs
+
+    def _limited_queues(self) -> list[str]:
+        """This worker's queues that hold limited jobs, read again once per poll interval
+        (a queue becomes limited when such a job is first enqueued into it)."""
+        now = time.monotonic()
+        if (self._limited_read is None or now - self._limited_read >= self.poll_interval
+                or self._limited_of != self.queues):
+            self._limited = self.store.limited_queues(self.queues)
+            self._limited_read, self._limited_of = now, list(self.queues)
+        return self._limited
 
     def _release_lost_claims(self) -> None:
         """After a failed claim: jobs leased to this worker under a lease it does not hold

@@ -19,11 +19,13 @@ from ..models import Job
 from ..registry import get_registry
 from ..store import get_store
 from . import validation as v
+from .limits import Limits, check_limits, merge, row_values
 
 #: Keys an ``enqueue_many`` item may carry besides type and payload.
 OPTION_KEYS = frozenset({
     "delay", "run_at", "priority", "queue", "max_attempts", "max_retries", "retry_delay",
     "retry_backoff", "retry_delay_max", "timeout", "tags", "idempotency_key", "expires",
+    "concurrency_key", "concurrency_limit", "rate_limit", "rate_key",
 })
 
 
@@ -47,6 +49,7 @@ class _Spec(NamedTuple):
     job_type: Any
     values: dict[str, Any]
     fresh: tuple[tuple[str, Any], ...]  # (field, default factory)
+    limits: Any  # services.limits.Limits: resolved per payload
 
 
 class _Builder:
@@ -94,6 +97,8 @@ class _Builder:
                                                                    where=where)
         for name, factory in spec.fresh:
             values[name] = factory()
+        if spec.limits:
+            values.update(row_values(spec.limits, type, payload, where=where))
         return _new_job(values, self.plain)
 
     def _spec(self, type: str, options: Mapping[str, Any], where: str) -> _Spec:
@@ -117,6 +122,8 @@ class _Builder:
                                                    where=where)
         tags = v.validate_tags(options.get("tags"), where=where)
         defaults = job_type.defaults()
+        limits = merge(job_type.limits or Limits(), check_limits(options, where=where),
+                       where=where)
 
         def pick(name: str, fallback: Any) -> Any:
             for value in (opts.get(name), defaults.get(name)):
@@ -147,7 +154,7 @@ class _Builder:
             "enqueue_expires": expires_in,
             "payload": None,  # each job's own
         })
-        return _Spec(job_type, values, fresh)
+        return _Spec(job_type, values, fresh, limits)
 
 
 #: Job's concrete fields: (attname, default, fresh); fresh defaults (uuid4, dict, list, now)
@@ -250,7 +257,14 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
 
 def _write(jobs: list) -> list:
     store = get_store()
-    written = store.insert(jobs)
+    limited = {j.queue for j in jobs if j.concurrency_limit is not None
+               or j.rate_limit is not None}
+    if limited:  # the workers of these queues must also run the limited claim
+        with transaction.atomic(using=store.alias):
+            store.mark_limited(sorted(limited))
+            written = store.insert(jobs)
+    else:
+        written = store.insert(jobs)
     if signals.job_enqueued.has_listeners():
         fresh = [j for j, built in zip(written, jobs, strict=True) if j is built]
 

@@ -4,7 +4,8 @@ together from one mixin per concept. Vendors subclass it and override the hot pa
 
 - ``core.py``: the connection, ``retrying``, ``db_now``, events, ``notify``; ``Finish``,
   ``append_error``, ``is_transient``
-- ``enqueue.py``: ``insert``; ``claim.py``: ``claim``
+- ``enqueue.py``: ``insert``; ``claim.py``: ``claim``; ``limits.py``: ``claim_limited``
+  (jobs with a concurrency or rate limit), ``mark_limited``
 - ``outcomes.py``: ``finish``, ``complete``/``fail``/``release``, ``held_leases``,
   ``set_progress``
 - ``durable.py``: steps, wait tokens, resumes
@@ -15,10 +16,10 @@ together from one mixin per concept. Vendors subclass it and override the hot pa
 
 from __future__ import annotations
 
-from .claim import ClaimVerbs
 from .core import TRANSIENT_MARKERS, Finish, StoreCore, append_error, is_transient
 from .durable import DurableVerbs
 from .enqueue import EnqueueVerbs
+from .limits import LimitVerbs
 from .maintenance import MaintenanceVerbs
 from .outcomes import OutcomeVerbs
 from .reads import ReadVerbs
@@ -27,6 +28,6 @@ from .workers import WorkerVerbs
 __all__ = ["TRANSIENT_MARKERS", "Finish", "Store", "StoreCore", "append_error", "is_transient"]
 
 
-class Store(EnqueueVerbs, ClaimVerbs, OutcomeVerbs, DurableVerbs, MaintenanceVerbs, WorkerVerbs,
+class Store(EnqueueVerbs, LimitVerbs, OutcomeVerbs, DurableVerbs, MaintenanceVerbs, WorkerVerbs,
             ReadVerbs):
     """Domain verbs over the job tables on one database alias."""

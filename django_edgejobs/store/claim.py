@@ -36,7 +36,7 @@ class ClaimVerbs(StoreCore):
               types: JobTypes | None = None) -> list[Job]:
         """Take up to ``limit`` due pending jobs of ``queues`` (and of ``types``, when given):
         processing, attempt counted, leased to owner. No queues: nothing to take; a paused
-        queue gives none."""
+        queue gives none; a job with a concurrency or rate limit is ``claim_limited``'s."""
         if limit <= 0 or not queues:
             return []
 
@@ -45,6 +45,7 @@ class ClaimVerbs(StoreCore):
             with transaction.atomic(using=self.alias):
                 paused = Queue.objects.using(self.alias).filter(paused=True)
                 qs = (Job.objects.using(self.alias).due().in_queues(queues)
+                      .filter(concurrency_key="", rate_key="")  # claim_limited's
                       .exclude(queue__in=paused.values("name")))
                 if types and types.only:
                     qs = qs.filter(type__in=types.only)

@@ -236,6 +236,11 @@ class PostgresStore(Store):
 
         return self.retrying(run)
 
+    def _lock_limit_keys(self, keys: Sequence[str]) -> None:
+        """Advisory locks: no row per key to write or keep."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql.LOCK_KEYS_SQL, [list(keys)])
+
     def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         """One statement: the rows (fenced by their leases) and their ``completed`` events."""
         ids, tokens, results, events = [], [], [], []

@@ -90,6 +90,8 @@ def insert_jobs_sql(columns: str, selected: str, array_names: list[str],
 
 _DUE = ("status = 'pending' AND run_at <= statement_timestamp() "
         "AND (expires_at IS NULL OR expires_at > statement_timestamp())")
+# Jobs with a concurrency or rate limit are the limited claim's (``store/limits.py``).
+_UNLIMITED = " AND concurrency_key = '' AND rate_key = ''"
 # The claim index is ordered within a queue: "queue = ANY(...)" would read every due job of
 # those queues and sort them. Take the best ``limit`` of each queue by index (locking them),
 # then the best of those; one queue is the same plan with one loop. A paused queue (its
@@ -99,7 +101,8 @@ def _picked(only: bool, exclude: bool) -> str:
         " AND type <> ALL(%s::text[])" if exclude else "")
     return (f"SELECT j.id FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL "
             f'(SELECT id, priority, run_at FROM "{JOBS}" '
-            f"WHERE queue = q.name AND {_DUE}{types} ORDER BY priority DESC, run_at "
+            f"WHERE queue = q.name AND {_DUE}{_UNLIMITED}{types} "
+            "ORDER BY priority DESC, run_at "
             "LIMIT %s FOR UPDATE SKIP LOCKED) AS j "
             f'WHERE NOT EXISTS (SELECT 1 FROM "{QUEUES}" AS p WHERE p.name = q.name '
             "AND p.paused) "
@@ -128,6 +131,11 @@ def claim_sql(only: bool = False, exclude: bool = False) -> str:
 
 #: The claim of every job type, the one most workers run.
 CLAIM_SQL = claim_sql()
+
+#: Hold advisory locks on flow-control keys until the transaction ends, in one order (no
+#: deadlock between two claims). Params: the keys.
+LOCK_KEYS_SQL = ("SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h "
+                 "FROM unnest(%s::text[]) AS k ORDER BY h) AS s")
 
 # -- finish -----------------------------------------------------------------------------------
 

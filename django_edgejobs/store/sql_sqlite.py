@@ -34,7 +34,9 @@ INSERT_JOB_UNLESS_KEY_TAKEN_SQL = INSERT_JOB_SQL + " ON CONFLICT DO NOTHING"
 # one enqueue_many), SQLite preferred a skip-scan on run_at and sorted every due job; the
 # claim index's order is what stops the scan.
 _DUE = ("status = 'pending' AND +run_at <= %s "
-        "AND (expires_at IS NULL OR expires_at > %s)")
+        "AND (expires_at IS NULL OR expires_at > %s) "
+        # Jobs with a concurrency or rate limit are the limited claim's (``store/limits.py``).
+        "AND concurrency_key = '' AND rate_key = ''")
 def _claim_queue_sql(only: int, exclude: int) -> str:
     """One queue's best due jobs, by the claim index; none while the queue is paused.
     Params: queue, now, now, [``only`` types], [``exclude`` types], queue, limit."""

@@ -95,3 +95,97 @@ def test_type_filtered_workers_take_only_their_types(workers, wait_exit):
                for t in ("qa.record", "qa.sleep")}
     assert by_type == {"qa.record": {records.pid}, "qa.sleep": {others.pid}}
     assert "types=qa.record" in workers.output(records)
+
+
+def _max_overlap(job_ids: list) -> int:
+    """The most handlers of these jobs that ran at one moment, from the ledger's start and
+    done rows (the workers' clocks: one host's, the database's too)."""
+    edges = []
+    for run in Run.objects.filter(job_id__in=job_ids, phase__in=("start", "done")):
+        edges.append((run.at, 0 if run.phase == "done" else 1))  # a done before a start
+    running = peak = 0
+    for _, delta in sorted(edges):
+        running += 1 if delta else -1
+        peak = max(peak, running)
+    return peak
+
+
+def test_no_more_than_the_limit_of_one_key_run_at_once_across_workers(workers, wait_exit):
+    count = 4 if connection.vendor == "postgresql" else 3
+    procs = [workers.start("--concurrency", "4", edgejobs=FAST) for _ in range(count)]
+    wait_for(lambda: WorkerRow.objects.filter(stopped_at__isnull=True).count() == count,
+             timeout=60, message=f"{count} workers registered")
+    items = [{"type": "qa.sleep", "payload": {"seconds": 0.05, "acct": acct},
+              "concurrency_key": "acct:{acct}", "concurrency_limit": limit}
+             for acct, limit in ((1, 2), (2, 3)) for _ in range(60)]
+    items += [{"type": "qa.record", "payload": {"n": n}} for n in range(100)]
+    jobs = enqueue_many(items)
+    assert {j.concurrency_key for j in jobs} == {"acct:1", "acct:2", ""}
+    ids = [j.id for j in jobs]
+    wait_for(lambda: Job.objects.filter(id__in=ids, status="completed").count() == len(ids),
+             timeout=180, message="every job ran")
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert wait_exit(proc, timeout=60) == 0, workers.output(proc)
+    runs = Run.objects.filter(job_id__in=ids)
+    assert set(runs.values_list("job_id", flat=True)) == set(ids)  # each ran ...
+    assert not runs.exclude(attempt=1).exists()  # ... once
+    starts = runs.filter(phase="start")
+    assert starts.count() == 120  # qa.sleep writes start and done; qa.record one row
+    assert not starts.values("job_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    for key, limit in (("acct:1", 2), ("acct:2", 3)):
+        keyed = [j.id for j in jobs if j.concurrency_key == key]
+        peak = _max_overlap(keyed)
+        assert 2 <= peak <= limit, (key, peak)
+    assert runs.values("pid").distinct().count() >= 2  # several workers claimed
+    assert not Job.objects.filter(id__in=ids).exclude(attempts=1).exists()  # none over
+
+
+def test_a_rate_limit_holds_in_every_window_across_workers(workers, wait_exit):
+    count = 4 if connection.vendor == "postgresql" else 3
+    procs = [workers.start("--concurrency", "4", edgejobs=FAST) for _ in range(count)]
+    wait_for(lambda: WorkerRow.objects.filter(stopped_at__isnull=True).count() == count,
+             timeout=60, message=f"{count} workers registered")
+    jobs = enqueue_many([{"type": "qa.record", "payload": {"n": n}, "rate_limit": "20/s"}
+                         for n in range(120)])
+    ids = [j.id for j in jobs]
+    wait_for(lambda: Job.objects.filter(id__in=ids, status="completed").count() == 120,
+             timeout=120, message="every job ran")
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert wait_exit(proc, timeout=60) == 0, workers.output(proc)
+    # Each ran once, at its first attempt: started_at is the attempt's start, on the
+    # database's clock. In any one-second window, at most 20 started.
+    assert not Job.objects.filter(id__in=ids).exclude(attempts=1).exists()
+    started = sorted(Job.objects.filter(id__in=ids).values_list("started_at", flat=True))
+    gaps = [(started[i + 20] - started[i]).total_seconds() for i in range(len(started) - 20)]
+    assert min(gaps) >= 1.0 - 1e-6, min(gaps)
+    assert (started[-1] - started[0]).total_seconds() >= 5.0
+    assert Run.objects.filter(job_id__in=ids).count() == 120
+    assert Run.objects.filter(job_id__in=ids).values("pid").distinct().count() >= 2
+
+
+def test_the_slots_of_a_killed_worker_come_back_when_its_jobs_are_reclaimed(workers):
+    fast = {**FAST, "WORKER_TIMEOUT": 3, "HEARTBEAT_INTERVAL": 0.5}
+    # Two long jobs the victim takes (the limit), and a short one, last by priority, that
+    # must wait for a slot.
+    jobs = enqueue_many([{"type": "qa.sleep", "payload": payload, "priority": priority,
+                          "concurrency_key": "k", "concurrency_limit": 2}
+                         for payload, priority in (({"seconds": 60, "retry_seconds": 0.1}, 0),
+                                                   ({"seconds": 60, "retry_seconds": 0.1}, 0),
+                                                   ({"seconds": 0.1}, -1))])
+    victim = workers.start("--concurrency", "4", edgejobs=fast)
+    wait_for(lambda: Run.objects.filter(phase="start", pid=victim.pid).count() == 2,
+             timeout=30, message="the victim started two jobs, the limit")
+    assert Job.objects.filter(status="pending").count() == 1  # over the limit: no attempt
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    rescuer = workers.start("--concurrency", "4", edgejobs=fast)
+    wait_for(lambda: Job.objects.filter(status="completed").count() == 3, timeout=60,
+             message="all three jobs completed after the kill")
+    attempts = sorted(Job.objects.filter(id__in=[j.id for j in jobs])
+                      .values_list("attempts", flat=True))
+    assert attempts == [1, 2, 2]
+    assert set(Run.objects.filter(phase="done").values_list("pid", flat=True)) == {rescuer.pid}

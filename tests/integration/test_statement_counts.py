@@ -16,6 +16,8 @@ def statements_for(n: int) -> list[str]:
     enqueue_many([{"type": "t.noop"} for _ in range(n)])
     worker = Worker(["default"], worker_id="counted", batch_size=100)
     worker.register()
+    # Which queues hold jobs with a limit is read once per poll interval, not per batch.
+    assert worker._limited_queues() == []
     with CaptureQueriesContext(connection) as captured:
         assert worker.run_once() == n
     # Transaction control (savepoints here, BEGIN/COMMIT outside a test) is not counted.

@@ -24,7 +24,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from django_edgejobs.models import Job, JobEvent, Queue, WaitToken, Worker
+from django_edgejobs.models import Job, JobEvent, Queue, RateStart, WaitToken, Worker
 from django_edgejobs.store.base import Finish, Store
 from django_edgejobs.store.claim import JobTypes
 
@@ -988,6 +988,59 @@ class StoreContract:
         assert taken(JobTypes(only=("t.z",), exclude=("t.y",))) == [("a", "t.z"), ("b", "t.z")]
         assert taken(JobTypes()) == []  # everything is taken by now
         assert Job.objects.filter(status="pending").count() == 0
+
+    def test_limited_jobs_are_only_the_limited_claims(self, store: Store) -> None:
+        plain = build_job("pending_due")
+        build_job("pending_due", concurrency_key="k", concurrency_limit=5)
+        build_job("pending_due", rate_key="r", rate_limit=5, rate_period=60.0)
+        assert [j.id for j in store.claim("w", ["default"], 100)] == [plain.id]
+        assert len(store.claim_limited("w", ["default"], 100)) == 2
+        assert store.claim_limited("w", ["default"], 100) == []
+
+    def test_claim_limited_runs_at_most_the_limit_per_key(self, store: Store) -> None:
+        now = timezone.now()
+        k = [build_job("pending_due", concurrency_key="k", concurrency_limit=2,
+                       run_at=now - timedelta(seconds=60 - i), payload={"k": i})
+             for i in range(5)]
+        j = [build_job("pending_due", concurrency_key="j", concurrency_limit=1,
+                       priority=1, payload={"j": i}) for i in range(3)]
+        first = store.claim_limited("w", ["default"], 100)
+        # Best first: j's priority, then k's oldest two.
+        assert [x.id for x in first] == [j[0].id, k[0].id, k[1].id]
+        assert store.claim_limited("w", ["default"], 100) == []
+        # A slot frees when its job leaves processing: finished, or given back.
+        store.finish([outcome("completed", first[-1])])
+        Job.objects.filter(id=first[0].id).update(status="pending", lease_token=None,
+                                                   lease_owner="")
+        again = store.claim_limited("w", ["default"], 100)
+        assert sorted(x.concurrency_key for x in again) == sorted(
+            [first[-1].concurrency_key, first[0].concurrency_key])
+        running = Job.objects.filter(status="processing")
+        assert running.filter(concurrency_key="k").count() == 2
+        assert running.filter(concurrency_key="j").count() == 1
+
+    def test_claim_limited_starts_at_most_the_rate_per_window(self, store: Store) -> None:
+        for i in range(5):
+            build_job("pending_due", rate_key="r", rate_limit=2, rate_period=3600.0,
+                      payload={"i": i})
+        assert len(store.claim_limited("w", ["default"], 100)) == 2
+        assert store.claim_limited("w", ["default"], 100) == []
+        assert RateStart.objects.filter(key="r").count() == 2
+        # Finishing does not give a start back: only the window's passing does.
+        for job in Job.objects.filter(status="processing"):
+            store.finish([outcome("completed", job)])
+        assert store.claim_limited("w", ["default"], 100) == []
+        RateStart.objects.update(started_at=timezone.now() - timedelta(hours=2))
+        assert len(store.claim_limited("w", ["default"], 100)) == 2
+        assert RateStart.objects.filter(key="r").count() == 2  # the old ones pruned
+
+    def test_claim_limited_keeps_pauses_and_job_types(self, store: Store) -> None:
+        build_job("pending_due", queue="a", concurrency_key="k", concurrency_limit=9)
+        build_job("pending_due", queue="b", concurrency_key="k", concurrency_limit=9,
+                  type="t.other")
+        Queue.objects.create(name="a", paused=True)
+        assert store.claim_limited("w", ["a", "b"], 100, JobTypes(only=(TYPE,))) == []
+        assert [j.queue for j in store.claim_limited("w", ["a", "b"], 100)] == ["b"]
 
     def test_claim_takes_at_most_limit(self, store: Store) -> None:
         for _ in range(5):
