@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo admin test venv lint check-migrations clean chaos bench
+.PHONY: demo admin test venv lint check-migrations clean chaos bench bench-flow
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
@@ -67,6 +67,11 @@ BENCH_ARGS ?=
 bench:
 	test -x $(BIN)/python || $(MAKE) venv
 	DJANGO_DEBUG=0 $(BIN)/python benchmarks/peer_bench.py $(BENCH_ARGS)
+
+## Flow control's cost: drains without limits, with one shared concurrency key, under a rate.
+bench-flow:
+	test -x $(BIN)/python || $(MAKE) venv
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check django_edgejobs tests testproject

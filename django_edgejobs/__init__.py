@@ -33,6 +33,7 @@ _LAZY = {
     "resume_queue": "services.queues",
     "list_queues": "services.queues",
     "QueueInfo": "services.queues",
+    "RateLimit": "services.limits",
     "FailureGroup": "services.failures",
     "complete_token": "services.tokens",
     "get_token": "services.tokens",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
         retry_all_failed,
         retry_job,
     )
+    from .services.limits import RateLimit
     from .services.queues import QueueInfo, list_queues, pause_queue, resume_queue
     from .services.schedules import (
         add_cron,

@@ -46,6 +46,7 @@ from . import signals
 from .conf import get_settings
 from .exceptions import UnknownJobType
 from .registry import JobType
+from .services.limits import Limits, check_limits, merge
 from .services.validation import (
     validate_idempotency_key,
     validate_options,
@@ -68,6 +69,9 @@ TASK_TYPE_PREFIX = "task:"
 #: This app's job options, carried by :class:`EdgeTask`.
 TASK_OPTIONS = ("max_attempts", "retry_delay", "retry_backoff", "retry_delay_max", "timeout",
                 "tags", "idempotency_key")
+#: Flow-control options of :class:`EdgeTask`, set on ``@task`` only (``using()`` keeps them):
+#: a key may be a callable, which a job's stored task options cannot hold.
+LIMIT_OPTIONS = ("concurrency_key", "concurrency_limit", "rate_limit", "rate_key")
 #: The exception path of an error recorded without one (a reclaim after a worker died).
 UNKNOWN_EXCEPTION = "django_edgejobs.exceptions.EdgeJobsError"
 
@@ -98,6 +102,12 @@ class EdgeTask(Task):
     timeout: float | None = None
     tags: tuple[str, ...] = ()
     idempotency_key: str | None = None
+    #: Flow control, as ``@job``'s: a key template is filled from the job's payload,
+    #: ``{"args": [...], "kwargs": {...}}`` (``"account:{kwargs[account_id]}"``).
+    concurrency_key: Any = None
+    concurrency_limit: int | None = None
+    rate_limit: Any = None
+    rate_key: Any = None
 
     def __post_init__(self) -> None:
         where = f"@task {getattr(self.func, '__qualname__', self.func)}"
@@ -109,6 +119,8 @@ class EdgeTask(Task):
             options["tags"] = tuple(validate_tags(self.tags, where=where))
             options["idempotency_key"] = validate_idempotency_key(self.idempotency_key,
                                                                   where=where)
+            merge(Limits(), check_limits({name: getattr(self, name) for name in LIMIT_OPTIONS},
+                                         where=where), where=where)
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
         for name, value in options.items():
@@ -358,7 +370,7 @@ class EdgeJobsBackend(EdgeTaskValidation, BaseTaskBackend):
             options["delay"] = task.run_after
         elif task.run_after is not None:
             options["run_at"] = task.run_after
-        for name in TASK_OPTIONS:
+        for name in (*TASK_OPTIONS, *LIMIT_OPTIONS):
             value = getattr(task, name, None)
             if value is not None and value != ():
                 options[name] = list(value) if name == "tags" else value

@@ -22,7 +22,7 @@ from .base import GuardedActionsMixin, UrlInputMixin, log_change
 
 FIELDS = ["name", "cron", "timezone", "type", "payload", "enabled", "allow_overlap", "queue",
           "priority", "tags", "max_attempts", "retry_delay", "retry_backoff", "retry_delay_max",
-          "timeout"]
+          "timeout", "concurrency_key", "concurrency_limit", "rate_limit", "rate_key"]
 
 
 def _message(exc: Exception) -> str:
@@ -121,12 +121,14 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
         options = ("Job options (empty: the job type's default)",
                    {"fields": ["queue", "priority", "tags", "max_attempts", "retry_delay",
                                "retry_backoff", "retry_delay_max", "timeout"]})
+        limits = ("Flow control (empty: the job type's)",
+                  {"fields": ["concurrency_key", "concurrency_limit", "rate_limit", "rate_key"]})
         if obj is None:
-            return [definition, options]
+            return [definition, options, limits]
         state = ("State", {"fields": ["schedule", "next_runs", "source", "last_run",
                                       "last_job_link", "recent_ticks", "created_at",
                                       "updated_at"]})
-        return [state, definition, options]
+        return [state, definition, options, limits]
 
     # -- the list -------------------------------------------------------------------------
 

@@ -47,6 +47,11 @@ class CronSchedule(models.Model):
     retry_backoff = models.BooleanField(null=True, blank=True)
     retry_delay_max = models.FloatField(null=True, blank=True)
     timeout = models.FloatField(null=True, blank=True)
+    # Flow control (a key is a template over the payload; the rate is "N/s", "N/m" or "N/h").
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit = models.CharField(max_length=40, blank=True, default="")
+    rate_key = models.CharField(max_length=255, blank=True, default="")
 
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     declaration = models.JSONField(null=True, blank=True,

@@ -22,6 +22,7 @@ from ..store import get_store
 from ..store.cron import CronStore, cron_tag
 from . import validation as v
 from .enqueue import _write, build_job
+from .limits import Limits, check_limits, merge
 
 logger = logging.getLogger("django_edgejobs.scheduler")
 
@@ -29,9 +30,11 @@ MAX_NAME_LENGTH = v.MAX_TAG_LENGTH - len("cron:")
 #: Job options a schedule passes to its jobs (None / "": the job type's default).
 JOB_OPTIONS = ("queue", "priority", "max_attempts", "retry_delay", "retry_backoff",
                "retry_delay_max", "timeout")
+#: Flow-control options a schedule passes to its jobs ("" / None: the job type's).
+LIMIT_OPTIONS = ("concurrency_key", "concurrency_limit", "rate_limit", "rate_key")
 #: What add_cron / edit_cron / an EDGEJOBS["CRON"] entry may set.
 DEFINITION_KEYS = ("cron", "type", "payload", "timezone", "allow_overlap", "enabled", "tags",
-                   *JOB_OPTIONS)
+                   *JOB_OPTIONS, *LIMIT_OPTIONS)
 STATUSES = ("active", "paused")
 # -- definitions ---------------------------------------------------------------------------
 
@@ -79,12 +82,31 @@ def clean_definition(values: Mapping[str, Any], *, where: str) -> dict[str, Any]
     out.update(opts)
     out["queue"] = opts["queue"] or ""
     out["tags"] = v.validate_tags(values.get("tags"), where=where)
+    out.update(_clean_limits(values, out["type"], where=where))
     for flag, default in (("allow_overlap", False), ("enabled", True)):
         value = values.get(flag, default)
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {flag} must be True or False, got {value!r}")
         out[flag] = value
     return out
+
+
+def _clean_limits(values: Mapping[str, Any], type: str, *, where: str) -> dict[str, Any]:
+    """The flow-control columns: keys are templates (a schedule is stored, a callable is
+    not), the rate is its text; checked with the job type's own limits."""
+    given = {k: values.get(k) or None for k in LIMIT_OPTIONS}
+    for key in ("concurrency_key", "rate_key"):
+        if given[key] is not None and not isinstance(given[key], str):
+            raise ValueError(f"{where}: {key} must be a string template, got {given[key]!r}")
+    if given["rate_limit"] is not None and not isinstance(given["rate_limit"], str):
+        raise ValueError(f"{where}: rate_limit must be 'N/s', 'N/m' or 'N/h', got "
+                         f"{given['rate_limit']!r}")
+    job_type = get_registry().require(type)
+    merge(job_type.limits or Limits(), check_limits(given, where=where), where=where)
+    return {"concurrency_key": given["concurrency_key"] or "",
+            "concurrency_limit": given["concurrency_limit"],
+            "rate_limit": (given["rate_limit"] or "").strip(),
+            "rate_key": given["rate_key"] or ""}
 
 
 def _definition(schedule: Any) -> dict[str, Any]:
@@ -98,6 +120,7 @@ def build_cron_job(schedule: Any, run_at: datetime | None = None):
     """An unsaved Job of this schedule: its type, payload and options, the tag cron:<name>."""
     options = {k: getattr(schedule, k) for k in JOB_OPTIONS}
     options["queue"] = schedule.queue or None
+    options.update({k: getattr(schedule, k) for k in LIMIT_OPTIONS if getattr(schedule, k)})
     return build_job(schedule.type, schedule.payload, where=f"cron {schedule.name!r}",
                      tags=[*schedule.tags, cron_tag(schedule.name)], run_at=run_at, **options)
 
@@ -112,7 +135,9 @@ def add_cron(name: str, cron: str, type: str, payload: Any = None, *, timezone: 
              allow_overlap: bool = False, queue: str | None = None, priority: int | None = None,
              tags: Any = (), max_attempts: int | None = None, retry_delay: float | None = None,
              retry_backoff: bool | None = None, retry_delay_max: float | None = None,
-             timeout: float | None = None, enabled: bool = True):
+             timeout: float | None = None, enabled: bool = True,
+             concurrency_key: str | None = None, concurrency_limit: int | None = None,
+             rate_limit: str | None = None, rate_key: str | None = None):
     """Create a schedule; returns the CronSchedule. Bad input raises ValueError naming it."""
     where = f"add_cron({name!r})"
     check_name(name, where=where)
@@ -121,6 +146,8 @@ def add_cron(name: str, cron: str, type: str, payload: Any = None, *, timezone: 
         "allow_overlap": allow_overlap, "enabled": enabled, "tags": tags, "queue": queue,
         "priority": priority, "max_attempts": max_attempts, "retry_delay": retry_delay,
         "retry_backoff": retry_backoff, "retry_delay_max": retry_delay_max, "timeout": timeout,
+        "concurrency_key": concurrency_key, "concurrency_limit": concurrency_limit,
+        "rate_limit": rate_limit, "rate_key": rate_key,
     }, where=where)
     store = get_store()
     if _schedules().filter(name=name).exists():

@@ -120,3 +120,9 @@ def _not_reachable_by_its_path():
 
 #: A Task whose function's module path names the plain function, not this Task.
 renamed = task()(_not_reachable_by_its_path)
+
+
+@task(concurrency_key="account:{kwargs[account_id]}", concurrency_limit=2, rate_limit="10/s")
+def sync_account(account_id):
+    CALLS.append(("sync_account", account_id))
+    return account_id

@@ -558,3 +558,18 @@ def test_admin_run_now_says_when_the_previous_run_is_still_active(handler, admin
     assert f">{job.pk}</a> is still pending (allow_overlap is off)" in second[0]
     assert len(jobs_of("adm")) == 1
     assert LogEntry.objects.filter(change_message__startswith="Run now").count() == 1
+
+
+def test_a_schedule_passes_its_flow_control_options_to_its_jobs(register):
+    from django_edgejobs.services.schedules import build_cron_job
+
+    register("t.cron", lambda payload, ctx: None)
+    schedule = add_cron("limited", "* * * * *", "t.cron", {"acct": 3},
+                        concurrency_key="acct:{acct}", concurrency_limit=1, rate_limit="6/m")
+    job = build_cron_job(schedule)
+    assert (job.concurrency_key, job.concurrency_limit, job.rate_key, job.rate_limit,
+            job.rate_period) == ("acct:3", 1, "type:t.cron", 6, 60.0)
+    with pytest.raises(ValueError, match="add_cron\\('bad'\\): rate_limit must be 'N/s'"):
+        add_cron("bad", "* * * * *", "t.cron", rate_limit="often")
+    with pytest.raises(ValueError, match="concurrency_key needs a concurrency_limit"):
+        add_cron("bad", "* * * * *", "t.cron", concurrency_key="k")

@@ -607,3 +607,17 @@ def test_tasks_and_their_results_pickle():
     result = t.with_options.using(tags=["x"]).enqueue("ada")
     assert pickle.loads(pickle.dumps(t.with_options)) == t.with_options
     assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_a_task_carries_its_flow_control_options_onto_the_job():
+    result = t.sync_account.enqueue(account_id=7)
+    job = get_job(result.id)
+    assert (job.concurrency_key, job.concurrency_limit) == ("account:7", 2)
+    assert (job.rate_key, job.rate_limit, job.rate_period) == (
+        f"type:task:{t.sync_account.module_path}", 10, 1.0)
+    assert run_jobs() == 1 and t.CALLS[-1] == ("sync_account", 7)
+
+
+def test_a_bad_flow_control_option_on_a_task_is_named():
+    with pytest.raises(InvalidTask, match="concurrency_limit must be an integer >= 1, got 0"):
+        task(concurrency_limit=0)(t.sync_account.func)
