@@ -29,6 +29,10 @@ FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 RESERVED = "edgejobs:"
 
 
+#: A job with a concurrency or rate limit (``store/limits.py`` claims it).
+LIMITED = ~Q(concurrency_key="") | ~Q(rate_key="")
+
+
 class JobQuerySet(models.QuerySet["Job"]):
     def pending(self) -> JobQuerySet:
         return self.filter(status=JobStatus.PENDING)
@@ -146,11 +150,18 @@ class Job(models.Model):
             ),
         ]
         indexes = [
-            # The claim query: due pending jobs of a queue, best priority first.
+            # The claim query: due pending jobs of a queue, best priority first; jobs with a
+            # flow-control limit are the limited claim's, in an index of their own, so that
+            # neither claim walks past the other's jobs.
             models.Index(
                 fields=["queue", "-priority", "run_at"],
-                condition=Q(status="pending"),
+                condition=Q(status="pending", concurrency_key="", rate_key=""),
                 name="edgejobs_job_claim_idx",
+            ),
+            models.Index(
+                fields=["queue", "-priority", "run_at"],
+                condition=Q(status="pending") & LIMITED,
+                name="edgejobs_job_limited_claim_idx",
             ),
             # Reclaim: processing jobs by lease owner.
             models.Index(

@@ -27,20 +27,17 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 
 from ..models import Job, LimitKey, Queue, RateStart
 from ..models import transitions as t
+from ..models.job import LIMITED
 from .claim import ClaimVerbs, JobTypes
 
 #: Candidates read per claimed slot (at least ``MIN_SCAN``): jobs of keys that turn out to
 #: have no room are skipped, so a claim looks a little further than it may take.
 SCAN_FACTOR = 4
 MIN_SCAN = 100
-
-
-def _limited() -> Q:
-    return ~Q(concurrency_key="") | ~Q(rate_key="")
 
 
 class LimitVerbs(ClaimVerbs):
@@ -85,7 +82,7 @@ class LimitVerbs(ClaimVerbs):
                     jobs.filter(status=t.CLAIM.target).exclude(concurrency_key="")
                     .values("concurrency_key").annotate(n=Count("id"), cap=F("concurrency_limit"))
                     .filter(n__gte=F("cap")).order_by()]
-            qs = (jobs.due().in_queues(queues).filter(_limited())
+            qs = (jobs.due().in_queues(queues).filter(LIMITED)
                   .exclude(queue__in=paused).exclude(concurrency_key__in=full))
             if types and types.only:
                 qs = qs.filter(type__in=types.only)

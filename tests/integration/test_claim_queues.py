@@ -107,3 +107,46 @@ def test_a_job_enqueued_due_now_is_claimed_at_once(register):
         if [j.id for j in store.claim("w", ["default"], 1)] != [job.id]:
             missed += 1
     assert missed == 0
+
+
+def _explain_rows_read(sql: str, params: list[object]) -> tuple[int, str]:
+    """Rows the plan's scans of the job table produced (PostgreSQL), or SQLite's plan text."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE django_edgejobs_job")
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("%b", "%s"), params)
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            return _index_rows_read(plan[0]["Plan"]), json.dumps(plan)
+        cursor.execute("ANALYZE")
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return -1, "\n".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_neither_claim_walks_past_the_other_claims_jobs(register):
+    """4,000 due jobs held back by a rate limit, ahead of the plain ones by priority: the
+    plain claim reads the head of the plain jobs only, by its own partial index; and the
+    limited claim's candidates come from the limited index, not from the plain jobs."""
+    register("t.noop", lambda p, c: None)
+    enqueue_many([{"type": "t.noop", "priority": 5, "rate_limit": "1/h", "rate_key": "r"}
+                  for _ in range(4000)])
+    enqueue_many([{"type": "t.noop"} for _ in range(4000)])
+    with transaction.atomic():
+        sql, params = _capture_claim_sql(["default"], 5)
+        read, plan = _explain_rows_read(sql, params)
+        if connection.vendor == "postgresql":
+            assert read <= 10, plan
+            assert "edgejobs_job_claim_idx" in plan, plan
+        else:
+            assert "edgejobs_job_claim_idx" in plan and "SCAN django_edgejobs_job" not in plan
+        from django_edgejobs.models import Job
+        from django_edgejobs.models.job import LIMITED
+
+        candidates = (Job.objects.due().in_queues(["default"]).filter(LIMITED)
+                      .order_by("-priority", "run_at")[:100])
+        sql, params = candidates.query.sql_with_params()
+        read, plan = _explain_rows_read(sql, list(params))
+        if connection.vendor == "postgresql":
+            assert read <= 200, plan
+        assert "edgejobs_job_limited_claim_idx" in plan, plan
+        transaction.set_rollback(True)
