@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.views.decorators.http import require_GET
 
+from ..models import Dashboard, Job
 from ..store import get_store
 from . import charts, display, stats
 from .queues import can_pause
@@ -166,3 +168,36 @@ def dashboard_view(request: HttpRequest, model_admin) -> TemplateResponse:
         "finished_24h_url": changelist_url(finished="24h"),
     }
     return TemplateResponse(request, "admin/django_edgejobs/dashboard.html", context)
+
+
+@admin.register(Dashboard)
+class DashboardLinkAdmin(admin.ModelAdmin):
+    """The dashboard's entry in the admin's indexes ("Jobs dashboard", beside the models):
+    its list URL goes to the dashboard. Seen by whoever may see the dashboard."""
+
+    def _job_admin(self):
+        return self.admin_site._registry[Job]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._job_admin().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._job_admin().has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        def go(request: HttpRequest) -> HttpResponseRedirect:
+            if not self.has_view_permission(request):
+                raise PermissionDenied
+            return HttpResponseRedirect(reverse("admin:django_edgejobs_dashboard"))
+
+        return [path("", self.admin_site.admin_view(go),
+                     name="django_edgejobs_dashboard_changelist")]

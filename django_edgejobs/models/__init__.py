@@ -2,7 +2,7 @@ from .cache_entry import CacheEntry
 from .event import JobEvent
 from .job import Job, JobQuerySet, JobStatus
 from .limits import LimitKey, RateStart
-from .queue import Queue
+from .queue import Dashboard, Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
 from .token import WaitToken
 from .worker import Worker
@@ -12,6 +12,7 @@ __all__ = [
     "CronOutcome",
     "CronSchedule",
     "CronTick",
+    "Dashboard",
     "Job",
     "JobEvent",
     "JobQuerySet",

@@ -27,3 +27,14 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Dashboard(Queue):
+    """No data of its own: the admin's entry for the jobs dashboard, so the site's index and
+    the app's list it beside the models (``admin/dashboard.py``, ``DashboardLinkAdmin``)."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "jobs dashboard"
+        verbose_name_plural = "jobs dashboard"

@@ -101,3 +101,20 @@ def test_only_post_and_never_an_open_redirect(admin_client):
     response = admin_client.post(reverse(ACTION), {"queue": "mail", "action": "pause",
                                                    "next": "https://evil.example/"})
     assert response.status_code == 302 and response.url == reverse(DASHBOARD)
+
+
+def test_the_dashboard_is_listed_on_the_site_index_and_the_app_index(admin_client, staff):
+    entry = reverse("admin:django_edgejobs_dashboard_changelist")
+    for page in (reverse("admin:index"), reverse("admin:app_list", args=["django_edgejobs"])):
+        html = admin_client.get(page).content.decode()
+        assert f'href="{entry}"' in html and "Jobs dashboard" in html, page
+    response = admin_client.get(entry)
+    assert response.status_code == 302 and response.url == reverse(DASHBOARD)
+    assert admin_client.get(reverse("admin:app_list", args=["django_edgejobs"])).content \
+        .decode().count("Jobs dashboard") >= 1
+    # Only for those who may see the dashboard.
+    other = staff("view_worker")
+    assert "Jobs dashboard" not in other.get(reverse("admin:index")).content.decode()
+    assert other.get(entry).status_code == 403
+    viewer = staff("view_job")
+    assert f'href="{entry}"' in viewer.get(reverse("admin:index")).content.decode()
