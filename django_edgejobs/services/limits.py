@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .validation import _text
+
 #: The longest key the job row stores.
 MAX_KEY_LENGTH = 255
 PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -106,9 +108,7 @@ def resolve_key(key: Key, payload: Any, name: str, *, where: str) -> str:
     if len(out) > MAX_KEY_LENGTH:
         raise ValueError(f"{where}: {name} {out[:40]!r}... is longer than {MAX_KEY_LENGTH} "
                          "characters")
-    if "\x00" in out:
-        raise ValueError(f"{where}: {name} cannot contain a NUL character: {out!r}")
-    return out
+    return _text(name, out, where=where)  # no NUL, no lone surrogate
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django_edgejobs import job
 
-from .models import Run
+from .models import Run, Span
 
 
 @job("qa.record", max_attempts=3)
@@ -167,3 +167,15 @@ def hostile(payload, ctx):
         raise OSError(f"cannot open {os.fsdecode(b'report-\xff.csv')} \x00 \U0001d11e")
     Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid(), phase="done")
     return {"name": payload["name"]}
+
+
+@job("qa.span", max_attempts=3, retry_delay=0)
+def span(payload, ctx):
+    """Sleeps ``seconds``; records its start and end on the database's clock (``Span``)."""
+    from django_edgejobs.store import get_store
+
+    store = get_store()
+    started = store.db_now()
+    time.sleep(float(payload.get("seconds", 0)))
+    Span.objects.create(job_id=ctx.job_id, key=payload.get("key", ""), started=started,
+                        ended=store.db_now())

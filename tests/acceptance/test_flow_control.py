@@ -4,6 +4,10 @@ database's clock as the oracles.
 - Pausing a queue (4 workers on PostgreSQL, 3 on SQLite, 4 threads each): no job of the paused
   queue is claimed after ``pause_queue`` returned, the other queues keep running, jobs still
   enqueue, and after ``resume_queue`` every job runs exactly once.
+- Concurrency limits: handlers record their start and end on the database's clock (``Span``);
+  no more than the limit of one key ever overlap. Rate limits: in any window of the period, no
+  more than the rate of attempts started (the jobs' ``started_at``, the database's clock). A
+  worker killed with slots held gives them back when its jobs are reclaimed.
 - Type-filtered workers (``--type``, ``--exclude-type``): each job runs on a worker that may
   take its type, and only there."""
 
@@ -14,7 +18,7 @@ import signal
 import pytest
 from django.db import connection
 from django.db.models import Count, Max
-from qa.models import Run
+from qa.models import Run, Span
 
 from django_edgejobs import enqueue_many, list_queues, pause_queue, resume_queue
 from django_edgejobs.models import Job
@@ -97,15 +101,15 @@ def test_type_filtered_workers_take_only_their_types(workers, wait_exit):
     assert "types=qa.record" in workers.output(records)
 
 
-def _max_overlap(job_ids: list) -> int:
-    """The most handlers of these jobs that ran at one moment, from the ledger's start and
-    done rows (the workers' clocks: one host's, the database's too)."""
+def _max_overlap(key: str) -> int:
+    """The most handlers of the key that ran at one moment, from their ``Span`` rows (start
+    and end on the database's clock; an end before a start at the same moment)."""
     edges = []
-    for run in Run.objects.filter(job_id__in=job_ids, phase__in=("start", "done")):
-        edges.append((run.at, 0 if run.phase == "done" else 1))  # a done before a start
+    for span in Span.objects.filter(key=key):
+        edges += [(span.started, 1), (span.ended, 0)]
     running = peak = 0
-    for _, delta in sorted(edges):
-        running += 1 if delta else -1
+    for _, start in sorted(edges):
+        running += 1 if start else -1
         peak = max(peak, running)
     return peak
 
@@ -115,7 +119,8 @@ def test_no_more_than_the_limit_of_one_key_run_at_once_across_workers(workers, w
     procs = [workers.start("--concurrency", "4", edgejobs=FAST) for _ in range(count)]
     wait_for(lambda: WorkerRow.objects.filter(stopped_at__isnull=True).count() == count,
              timeout=60, message=f"{count} workers registered")
-    items = [{"type": "qa.sleep", "payload": {"seconds": 0.05, "acct": acct},
+    items = [{"type": "qa.span", "payload": {"seconds": 0.05, "acct": acct,
+                                             "key": f"acct:{acct}"},
               "concurrency_key": "acct:{acct}", "concurrency_limit": limit}
              for acct, limit in ((1, 2), (2, 3)) for _ in range(60)]
     items += [{"type": "qa.record", "payload": {"n": n}} for n in range(100)]
@@ -128,18 +133,16 @@ def test_no_more_than_the_limit_of_one_key_run_at_once_across_workers(workers, w
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         assert wait_exit(proc, timeout=60) == 0, workers.output(proc)
+    # Every job ran once: a Span per keyed job, a Run per plain one, all at attempt 1.
+    spans = Span.objects.filter(job_id__in=ids)
+    assert spans.count() == 120 and spans.values("job_id").distinct().count() == 120
     runs = Run.objects.filter(job_id__in=ids)
-    assert set(runs.values_list("job_id", flat=True)) == set(ids)  # each ran ...
-    assert not runs.exclude(attempt=1).exists()  # ... once
-    starts = runs.filter(phase="start")
-    assert starts.count() == 120  # qa.sleep writes start and done; qa.record one row
-    assert not starts.values("job_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert runs.count() == 100 and runs.values("job_id").distinct().count() == 100
+    assert not Job.objects.filter(id__in=ids).exclude(attempts=1).exists()
     for key, limit in (("acct:1", 2), ("acct:2", 3)):
-        keyed = [j.id for j in jobs if j.concurrency_key == key]
-        peak = _max_overlap(keyed)
+        peak = _max_overlap(key)
         assert 2 <= peak <= limit, (key, peak)
     assert runs.values("pid").distinct().count() >= 2  # several workers claimed
-    assert not Job.objects.filter(id__in=ids).exclude(attempts=1).exists()  # none over
 
 
 def test_a_rate_limit_holds_in_every_window_across_workers(workers, wait_exit):

@@ -66,6 +66,10 @@ def test_bad_options_at_registration_are_named(register, options, message):
     ({}, {"concurrency_limit": -1}, "concurrency_limit must be an integer >= 1, got -1"),
     ({"k": "x" * 300}, {"concurrency_key": "{k}", "concurrency_limit": 1},
      "is longer than 255 characters"),
+    ({}, {"concurrency_key": lambda p: "a\x00b", "concurrency_limit": 1},
+     "concurrency_key cannot contain a NUL character"),
+    ({}, {"rate_limit": "1/s", "rate_key": lambda p: "a\ud800"},
+     "rate_key contains a lone surrogate"),
 ])
 def test_bad_options_at_enqueue_are_named_and_nothing_is_written(register, payload, options,
                                                                  message):
