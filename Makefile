@@ -63,15 +63,18 @@ chaos: venv
 ## BENCH_ARGS=--quick (a smoke run), BENCH_ARGS='--only pgqueuer,celery-redis', --reps N,
 ## BENCH_ARGS='--only none --baseline REF --scale 4' (edgejobs now against edgejobs at commit REF;
 ## drains timed by the jobs' own times, cases long enough to compare within a few percent).
+## Then flow control's drains (benchmarks/flow_bench.py; FLOW_ARGS='--reps 1', '--sqlite').
 BENCH_ARGS ?=
+FLOW_ARGS ?=
 bench:
 	test -x $(BIN)/python || $(MAKE) venv
 	DJANGO_DEBUG=0 $(BIN)/python benchmarks/peer_bench.py $(BENCH_ARGS)
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(FLOW_ARGS)
 
 ## Flow control's cost: drains without limits, with one shared concurrency key, under a rate.
 bench-flow:
 	test -x $(BIN)/python || $(MAKE) venv
-	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(BENCH_ARGS)
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(FLOW_ARGS)
 
 lint: venv
 	$(BIN)/ruff check django_edgejobs tests testproject

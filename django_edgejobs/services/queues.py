@@ -85,7 +85,7 @@ def paused_queues() -> dict[str, datetime | None]:
 
 
 def list_queues() -> list[QueueInfo]:
-    """Every queue that has jobs or was ever paused, by name."""
+    """Every queue that has jobs, or was ever paused or held a limited job, by name."""
     stats = queue_stats()["queues"]
     paused = paused_queues()
     known = set(Queue.objects.using(get_store().alias).values_list("name", flat=True))
