@@ -517,6 +517,14 @@ class Worker:
             if entry.abandoned:
                 return  # a replacement slot already took this thread's place
 
+    def _forget(self, entry: InFlight) -> None:
+        """Drop a finished entry from the jobs in flight (the caller holds the lock), unless
+        its job is in flight again under a newer claim: a retry due at once can be claimed
+        the moment its outcome commits, before this runs. Dropping that newer entry (by job
+        id) hid the running attempt from its deadline, its heartbeat and the shutdown."""
+        if self._inflight.get(entry.job.id) is entry:
+            del self._inflight[entry.job.id]
+
     def _settle(self, entry: InFlight, outcome: Finish | None, *, free_slot: bool) -> None:
         """Decide an entry's outcome from outside its slot thread (lease loss, shutdown).
 
@@ -536,7 +544,7 @@ class Worker:
             self._done.put((entry, outcome, time.monotonic() - entry.started))
         else:
             with self._lock:
-                self._inflight.pop(entry.job.id, None)
+                self._forget(entry)
         if replace:
             self._spawn("slot", self._slot_loop)  # the old thread leaves when its handler ends
 
@@ -598,7 +606,7 @@ class Worker:
             self._write(batch)
             with self._lock:
                 for entry, _, _ in batch:
-                    self._inflight.pop(entry.job.id, None)
+                    self._forget(entry)
             self._wake.set()
             if first is _STOP:
                 return

@@ -413,3 +413,40 @@ def test_an_adaptive_worker_claims_short_jobs_in_batches(register):
     assert claims[0] == 1  # nothing measured yet: a job per thread
     assert max(claims) > 1
     assert len(claims) < 300 // 2, claims
+
+
+def test_a_retry_claimed_before_its_outcome_is_tidied_away_stays_in_flight(register):
+    """A retry due at once can be claimed the moment the completer commits its outcome, and
+    before the completer drops the finished entry from the jobs in flight. Dropping by job id
+    removed the *new* attempt's entry: its deadline was never checked (a force_kill child
+    spun for ever, 1 full SQLite run in 3), its lease not heart-beaten, its shutdown not
+    waited for. The race, made certain: the claim runs inside the completer's write."""
+    from django_edgejobs.runtime.worker import _STOP
+
+    def fails_first(payload, ctx):
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+
+    register("t.twice", fails_first)
+    job = enqueue("t.twice", max_attempts=2, retry_delay=0, timeout=30)
+    worker = Worker(["default"], concurrency=1, batch_size=1)
+    worker.register()
+    [first] = worker._claim(1)
+    worker._dispatch([first])
+    entry = worker._inflight[job.id]
+    outcome = worker._run_attempt(entry)
+    assert outcome.kind == "retry"
+    real_write = worker._write
+
+    def write_then_claim(batch):
+        real_write(batch)
+        worker._dispatch(worker._claim(1))  # the claim loop, winning the race
+
+    worker._write = write_then_claim
+    worker._done.put((entry, outcome, 0.0))
+    worker._done.put(_STOP)
+    worker._completer_loop()
+    second = worker._inflight.get(job.id)
+    assert second is not None and second is not entry, "the new attempt left the jobs in flight"
+    assert second.job.attempts == 2 and get_job(job.id).status == "processing"
+    assert job.id in worker._leases()  # heart-beaten
