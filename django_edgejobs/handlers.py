@@ -158,12 +158,10 @@ def job(
         },
         where=f"@job({type!r})",
     )
-    from .services.limits import Limits, check_limits, merge
+    from .services.limits import limits_of
 
-    limits = merge(Limits(), check_limits(
-        {"concurrency_key": concurrency_key, "concurrency_limit": concurrency_limit,
-         "rate_limit": rate_limit, "rate_key": rate_key}, where=f"@job({type!r})"),
-        where=f"@job({type!r})")
+    limits = limits_of({"concurrency_key": concurrency_key, "concurrency_limit": concurrency_limit,
+                        "rate_limit": rate_limit, "rate_key": rate_key}, where=f"@job({type!r})")
 
     def decorate(func: Callable[..., Any]) -> JobHandler:
         if not callable(func):

@@ -46,7 +46,7 @@ from . import signals
 from .conf import get_settings
 from .exceptions import UnknownJobType
 from .registry import JobType
-from .services.limits import Limits, check_limits, merge
+from .services.limits import limits_of
 from .services.validation import (
     validate_idempotency_key,
     validate_options,
@@ -119,8 +119,7 @@ class EdgeTask(Task):
             options["tags"] = tuple(validate_tags(self.tags, where=where))
             options["idempotency_key"] = validate_idempotency_key(self.idempotency_key,
                                                                   where=where)
-            merge(Limits(), check_limits({name: getattr(self, name) for name in LIMIT_OPTIONS},
-                                         where=where), where=where)
+            limits_of({name: getattr(self, name) for name in LIMIT_OPTIONS}, where=where)
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
         for name, value in options.items():

@@ -138,6 +138,11 @@ def check_limits(options: Mapping[str, Any], *, where: str) -> Limits:
     return Limits(ckey, limit, rate, rkey)
 
 
+def limits_of(options: Mapping[str, Any], *, where: str) -> Limits:
+    """The flow-control options of a declaration (``@job``, ``@task``), checked whole."""
+    return merge(Limits(), check_limits(options, where=where), where=where)
+
+
 def merge(job_type: Limits, given: Limits, *, where: str) -> Limits:
     """What an enqueue's own options override of its type's."""
     out = Limits(

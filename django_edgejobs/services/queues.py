@@ -78,22 +78,15 @@ def resume_queue(queue: str) -> bool:
     return bool(changed)
 
 
-def paused_queues() -> dict[str, datetime | None]:
-    """The paused queues' names, with when each pause began."""
-    return dict(Queue.objects.using(get_store().alias).filter(paused=True)
-                .values_list("name", "paused_at"))
-
-
 def list_queues() -> list[QueueInfo]:
     """Every queue that has jobs, or was ever paused or held a limited job, by name."""
     stats = queue_stats()["queues"]
-    paused = paused_queues()
-    known = set(Queue.objects.using(get_store().alias).values_list("name", flat=True))
+    rows = dict(Queue.objects.using(get_store().alias).values_list("name", "paused_at"))
     out = []
-    for name in sorted(set(stats) | known):
+    for name in sorted(set(stats) | set(rows)):
         entry = stats.get(name, {})
         out.append(QueueInfo(
-            name=name, paused=name in paused, paused_at=paused.get(name),
+            name=name, paused=entry.get("paused", False), paused_at=rows.get(name),
             pending=entry.get("pending", 0), due=entry.get("due", 0),
             processing=entry.get("processing", 0), failed=entry.get("failed", 0),
             oldest_due_age=entry.get("oldest_due_age_seconds"),
