@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_edgejobs.scheduler")
 
-#: Seconds between passes, give or take 20% per process: every tick of a per-second schedule
-#: is seen, and the schedulers of many processes neither phase-lock on the second (one would
-#: win every tick) nor query at the same instant.
+#: Seconds between passes, give or take 20%, drawn afresh for every pass: every tick of a
+#: per-second schedule is seen, and the schedulers of many processes neither query at the same
+#: instant nor phase-lock on the second. (A jitter drawn once per process did not do the
+#: second: two processes whose intervals both came out near 0.5 s kept the same order for
+#: minutes, and the one behind won no tick.)
 DEFAULT_INTERVAL = 0.5
 #: Another scheduler handled the tick (or the schedule changed meanwhile): nothing written.
 LOST = "lost"
@@ -53,8 +55,7 @@ class Scheduler(Service):
                  name: str | None = None):
         self.clock = clock
         self.scheduler_id = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._interval = (DEFAULT_INTERVAL * random.uniform(0.8, 1.2) if interval is None
-                          else interval)
+        self._interval = interval
         self.prune_interval = prune_interval
         self.store = get_store()
         self.cron = CronStore(self.store)
@@ -64,11 +65,17 @@ class Scheduler(Service):
 
     @property
     def interval(self) -> float:
-        return self._interval
+        """Seconds to the next pass: the ``interval`` given, else a fresh draw around
+        ``DEFAULT_INTERVAL`` (read once per pass by the service loop)."""
+        if self._interval is not None:
+            return self._interval
+        return DEFAULT_INTERVAL * random.uniform(0.8, 1.2)
 
     def start(self) -> None:
         self.sync_declared()
-        logger.info("scheduler: running a pass every %.2fs", self.interval)
+        logger.info("scheduler: running a pass every %s",
+                    f"{self._interval:.2f}s" if self._interval is not None
+                    else f"{DEFAULT_INTERVAL * 0.8:.2f}-{DEFAULT_INTERVAL * 1.2:.2f}s")
 
     def now(self) -> datetime:
         return self.clock() if self.clock is not None else self.store.db_now()
@@ -167,7 +174,8 @@ class Scheduler(Service):
         elif outcome == CronOutcome.SKIPPED:
             logger.debug("cron %s: tick %s skipped: %s", schedule.name, tick, reason)
         elif outcome == CronOutcome.ENQUEUED:
-            late = now is not None and now - tick > timedelta(seconds=max(5 * self.interval, 5))
+            slack = timedelta(seconds=max(5 * (self._interval or DEFAULT_INTERVAL), 5))
+            late = now is not None and now - tick > slack
             logger.log(logging.INFO if late else logging.DEBUG,
                        "cron %s: %stick %s enqueued as job %s", schedule.name,
                        "catch-up run for missed " if late else "", tick, job.id)

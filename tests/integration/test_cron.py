@@ -311,6 +311,19 @@ def test_the_unique_constraint_alone_stops_a_second_job(handler):
         CronTick.objects.create(schedule=stale, tick_at=T0, outcome="enqueued")
 
 
+def test_each_pass_draws_its_own_interval_so_schedulers_never_phase_lock():
+    """A jitter drawn once per process let two schedulers whose intervals both came out near
+    0.5 s keep their order on the second for minutes: the one behind won no tick. Each pass
+    now draws afresh, within 20% of the default; an interval given is kept as is."""
+    from django_edgejobs.runtime.scheduler import DEFAULT_INTERVAL
+
+    scheduler = Scheduler()
+    draws = {scheduler.interval for _ in range(50)}
+    assert len(draws) > 40
+    assert all(0.8 * DEFAULT_INTERVAL <= d <= 1.2 * DEFAULT_INTERVAL for d in draws)
+    assert {Scheduler(interval=0.25).interval for _ in range(5)} == {0.25}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_schedulers_racing_on_threads_enqueue_one_job_per_tick(handler):
     add_cron("race", "* * * * * *", handler, allow_overlap=True)
