@@ -111,8 +111,19 @@ def age(then: datetime | None, now: datetime) -> str:
     return "—" if then is None else human_duration(now - then)
 
 
-def when(value: datetime | None) -> str:
-    """A compact local time: '2026-05-01 09:00:03'."""
-    from django.utils import timezone
+#: ``when`` for templates (Django's ``date`` filter): to the second, with the time zone.
+WHEN_FORMAT = "Y-m-d H:i:s T"
 
-    return "—" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+
+def when(value: datetime | str | None) -> str:
+    """A moment in the current time zone, to the second, named: '2026-05-01 09:00:03 UTC'.
+    An ISO 8601 string (an error history's ``at``) is read first; other text is shown as is."""
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            return value
+        value = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+    return "—" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")

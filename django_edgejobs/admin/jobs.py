@@ -26,7 +26,14 @@ from ..services.validation import validate_tags
 from ..store import get_store
 from . import actions as job_actions
 from . import display
-from .base import NO_FACETS, GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin, log_change
+from .base import (
+    NO_FACETS,
+    GuardedActionsMixin,
+    ReadOnlyMixin,
+    UrlInputMixin,
+    log_change,
+    time_column,
+)
 from .dashboard import dashboard_view
 from .failures import failures_view
 from .filters import (
@@ -176,13 +183,8 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         return format_html('<progress class="ej-progress" max="100" value="{}">{}%</progress> {}%',
                            job.progress, job.progress, job.progress)
 
-    @admin.display(description="run at", ordering="run_at")
-    def run_at_display(self, job: Job) -> str:
-        return display.when(job.run_at)
-
-    @admin.display(description="created", ordering="created_at")
-    def created_display(self, job: Job) -> str:
-        return display.when(job.created_at)
+    run_at_display = time_column("run_at", "run at")
+    created_display = time_column("created_at", "created")
 
     @admin.display(description="duration")
     def duration_display(self, job: Job) -> str:
@@ -333,7 +335,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         keys = display.redact_keys()
         events = list(JobEvent.objects.filter(job_id=job.id).order_by("-id")[:MAX_EVENTS + 1])
         errors = [
-            {"attempt": e.get("attempt"), "at": e.get("at"),
+            {"attempt": e.get("attempt"), "at": display.when(e.get("at")),
              "error": display.truncate(str(e.get("error", "")), display.MAX_STRING),
              "traceback": display.truncate_start(str(e.get("traceback") or ""))}
             for e in reversed(job.error_history or []) if isinstance(e, dict)

@@ -18,7 +18,8 @@ from ..crontimes import get_zone, parse_expression
 from ..models import CronSchedule, CronTick, Job
 from ..registry import get_registry
 from ..services import schedules as services
-from .base import GuardedActionsMixin, UrlInputMixin, log_change
+from . import display
+from .base import GuardedActionsMixin, UrlInputMixin, log_change, time_column
 
 FIELDS = ["name", "cron", "timezone", "type", "payload", "enabled", "allow_overlap", "queue",
           "priority", "tags", "max_attempts", "retry_delay", "retry_backoff", "retry_delay_max",
@@ -113,7 +114,7 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     actions = ["pause_selected", "resume_selected", "run_now_selected"]
     change_form_template = "admin/django_edgejobs/cronschedule/change_form.html"
     readonly_fields = ["schedule", "next_runs", "source", "last_run", "last_job_link",
-                       "recent_ticks", "created_at", "updated_at"]
+                       "recent_ticks", "created_at_when", "updated_at_when"]
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
         definition = (None, {"fields": ["name", "cron", "timezone", "type", "payload",
@@ -126,8 +127,8 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
         if obj is None:
             return [definition, options, limits]
         state = ("State", {"fields": ["schedule", "next_runs", "source", "last_run",
-                                      "last_job_link", "recent_ticks", "created_at",
-                                      "updated_at"]})
+                                      "last_job_link", "recent_ticks", "created_at_when",
+                                      "updated_at_when"]})
         return [state, definition, options, limits]
 
     # -- the list -------------------------------------------------------------------------
@@ -154,14 +155,16 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
         return format_html_join(mark_safe("<br>"), "{}",
                                 ((t.strftime("%Y-%m-%d %H:%M:%S %Z"),) for t in times))
 
+    created_at_when = time_column("created_at", "created")
+    updated_at_when = time_column("updated_at", "updated")
+
     @admin.display(description="last run", ordering="last_tick_at")
     def last_run(self, obj: CronSchedule) -> str:
         if not obj.last_outcome:
             return "never"
         when = obj.last_run_at or obj.last_tick_at
         return format_html('<span class="ej-badge ej-{}">{}</span> {}', obj.last_outcome,
-                           obj.last_outcome, when.strftime("%Y-%m-%d %H:%M:%S %Z") if when
-                           else "")
+                           obj.last_outcome, display.when(when) if when else "")
 
     @admin.display(description="last job")
     def last_job_link(self, obj: CronSchedule) -> str:
@@ -191,7 +194,7 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
         rows = format_html_join(
             "", '<tr><td>{}</td><td><span class="ej-badge ej-{}">{}</span></td><td>{}</td>'
                 "<td>{}</td></tr>",
-            ((t.tick_at.strftime("%Y-%m-%d %H:%M:%S %Z"), t.outcome, t.outcome, job_cell(t),
+            ((display.when(t.tick_at), t.outcome, t.outcome, job_cell(t),
               t.reason[:300]) for t in ticks))
         return format_html("<table><thead><tr><th>tick</th><th>outcome</th><th>job</th>"
                            "<th>reason</th></tr></thead><tbody>{}</tbody></table>", rows)

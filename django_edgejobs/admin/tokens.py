@@ -23,6 +23,7 @@ from .base import (
     ReadOnlyMixin,
     UrlInputMixin,
     log_change,
+    time_column,
 )
 from .listing import CappedPaginator
 
@@ -47,8 +48,8 @@ class OutputForm(forms.Form):
 @admin.register(WaitToken)
 class WaitTokenAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     change_list_template = "admin/django_edgejobs/change_list_wide.html"
-    list_display = ["id", "status_badge", "job_link", "created_at", "timeout_at",
-                    "completed_at", "tags_display"]
+    list_display = ["id", "status_badge", "job_link", "created_at_when", "timeout_at_when",
+                    "completed_at_when", "tags_display"]
     list_filter = ["status"]
     search_fields = ["id"]
     search_help_text = "A token id or a job id (exact)."
@@ -57,9 +58,13 @@ class WaitTokenAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.Mo
     paginator = CappedPaginator
     ordering = ["-created_at"]
     actions = ["complete_selected"]
-    readonly_fields = ["id", "status_badge", "job_link", "created_at", "timeout_at",
-                       "completed_at", "tags_display", "output_display"]
+    readonly_fields = ["id", "status_badge", "job_link", "created_at_when", "timeout_at_when",
+                       "completed_at_when", "tags_display", "output_display"]
     fields = tuple(readonly_fields)
+
+    created_at_when = time_column("created_at", "created")
+    timeout_at_when = time_column("timeout_at", "times out")
+    completed_at_when = time_column("completed_at", "completed")
 
     def has_complete_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("django_edgejobs.change_waittoken")

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from ..conf import get_settings
 from ..models import Worker
 from . import display
-from .base import GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin
+from .base import GuardedActionsMixin, ReadOnlyMixin, UrlInputMixin, time_column
 from .filters import db_now
 
 
@@ -51,7 +51,7 @@ def state(worker: Worker) -> str:
 class WorkerAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdmin):
     change_list_template = "admin/django_edgejobs/change_list_wide.html"
     list_display = ["id", "state_badge", "hostname", "pid", "queues_display", "concurrency",
-                    "started_at", "heartbeat_age", "jobs_done", "running_link"]
+                    "started_at_when", "heartbeat_age", "jobs_done", "running_link"]
     list_filter = [StateFilter]
     search_fields = ["id", "hostname"]
     actions = None
@@ -67,6 +67,8 @@ class WorkerAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.Model
     @admin.display(description="queues")
     def queues_display(self, worker: Worker) -> str:
         return ", ".join(str(q) for q in worker.queues or [])
+
+    started_at_when = time_column("started_at", "started")
 
     @admin.display(description="heartbeat", ordering="last_heartbeat")
     def heartbeat_age(self, worker: Worker) -> str:

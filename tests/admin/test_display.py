@@ -87,3 +87,19 @@ def test_percentile_is_nearest_rank():
     assert percentile([3, 1, 2], 50) == 2
     assert percentile(list(range(1, 101)), 95) == 95
     assert percentile([5], 95) == 5
+
+
+def test_when_shows_the_second_and_names_the_time_zone(settings):
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    moment = datetime(2026, 5, 1, 7, 0, 3, 900_000, tzinfo=UTC)
+    assert display.when(moment) == "2026-05-01 07:00:03 UTC"
+    assert display.when(None) == "—"
+    # An error history's ISO 8601 text reads the same; other text is shown as is.
+    assert display.when("2026-05-01T07:00:03.9+00:00") == "2026-05-01 07:00:03 UTC"
+    assert display.when("yesterday") == "yesterday"
+    settings.TIME_ZONE = "Europe/Berlin"
+    with timezone.override("Europe/Berlin"):
+        assert display.when(moment) == "2026-05-01 09:00:03 CEST"

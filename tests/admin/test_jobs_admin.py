@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_edgejobs import enqueue, get_job, get_job_events
 from django_edgejobs.admin import actions as job_actions
 from django_edgejobs.admin.listing import CappedPaginator
-from django_edgejobs.models import Job, JobEvent, WaitToken, Worker
+from django_edgejobs.models import Job, JobEvent, JobStatus, WaitToken, Worker
 from tests.admin.conftest import make_job
 
 pytestmark = pytest.mark.django_db
@@ -375,3 +375,20 @@ def test_a_long_list_offers_the_dates_of_the_whole_table(admin_client, monkeypat
     html = admin_client.get(reverse(LIST), params).content.decode()
     assert f"created_at__year={failed.created_at.year}" in html
     assert f"created_at__year={timezone.now().year}" in html
+
+
+def test_every_time_on_the_job_pages_shows_the_second_and_the_time_zone(admin_client):
+    from datetime import UTC, datetime
+
+    created = datetime(2026, 5, 1, 7, 0, 3, tzinfo=UTC)
+    job = make_job(JobStatus.FAILED, created_at=created, run_at=created,
+                   started_at=created.replace(second=4), completed_at=created.replace(second=9),
+                   error_history=[{"attempt": 1, "at": "2026-05-01T07:00:08+00:00",
+                                   "error": "ValueError: boom", "traceback": ""}])
+    detail = admin_client.get(reverse("admin:django_edgejobs_job_change", args=[job.id]))
+    text = detail.content.decode()
+    for moment in ("07:00:03 UTC", "07:00:04 UTC", "07:00:09 UTC", "07:00:08 UTC"):
+        assert f"2026-05-01 {moment}" in text, moment
+    listing = admin_client.get(reverse("admin:django_edgejobs_job_changelist")
+                               + "?status=failed")
+    assert "2026-05-01 07:00:03 UTC" in listing.content.decode()
