@@ -50,13 +50,15 @@ CLAIM = Transition("claim", (PENDING,), PROCESSING, "processing", signal="job_st
                    sets=("lease_owner", "lease_token", "started_at"))
 COMPLETE = Transition("complete", (PROCESSING,), COMPLETED, "completed",
                       signal="job_completed", fenced=True, by="worker",
-                      sets=("result", "completed_at", "lease cleared"))
+                      sets=("result", "started_at and completed_at (the handler's begin and end)",
+                            "lease cleared"))
 RETRY = Transition("retry", (PROCESSING,), PENDING, "retried", signal="job_retried",
                    fenced=True, by="worker (a failed attempt, or Retry)",
-                   sets=("run_at", "last_error", "error_history", "lease cleared"))
+                   sets=("run_at", "last_error", "error_history",
+                         "started_at (the handler's begin)", "lease cleared"))
 FAIL = Transition("fail", (PROCESSING,), FAILED, "failed", signal="job_failed", fenced=True,
-                  by="worker", sets=("completed_at", "last_error", "error_history",
-                                     "lease cleared"))
+                  by="worker", sets=("started_at and completed_at (the handler's begin and end)",
+                                     "last_error", "error_history", "lease cleared"))
 RELEASE = Transition("release", (PROCESSING,), PENDING, "released", fenced=True,
                      attempts="-1", by="worker (shutdown, a type it has no handler for)",
                      sets=("run_at", "last_error (unknown type)", "lease cleared"))

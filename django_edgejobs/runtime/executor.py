@@ -124,9 +124,12 @@ def timeout_failure(job: Job, ctx: JobContext) -> Finish:
 
 
 def execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
-    """Run the handler once and turn what happened into a Finish."""
+    """Run the handler once and turn what happened into a Finish (stamped with when the
+    handler began and ended, for the job's ``started_at`` and ``completed_at``)."""
     outcome = _execute(registry, job, ctx)
     outcome.events = list(ctx.events)
+    if ctx.started is not None:
+        outcome.ran = (ctx.started, time.monotonic())
     return outcome
 
 

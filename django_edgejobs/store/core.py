@@ -82,6 +82,19 @@ class Finish:
     #: Further events of the attempt (e.g. ``prolonged``), written before the outcome's own.
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     event_data: dict[str, Any] = field(default_factory=dict)
+    #: When the handler began and ended, on this process's ``time.monotonic()`` clock: a
+    #: completion, retry or failure then stamps ``started_at`` and ``completed_at`` with those
+    #: moments (on the database's clock, never before the claim) instead of the claim's and
+    #: the write's, so a job's run time leaves out the time it sat in the worker's buffer and
+    #: in the completer's queue. ``None`` (an outcome not run here): the claim and the write.
+    ran: tuple[float, float] | None = None
+
+    def ran_ago(self, now: float | None = None) -> tuple[float, float] | None:
+        """Seconds from the handler's begin and end to ``now`` (``time.monotonic()``)."""
+        if self.ran is None:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(now - self.ran[0], 0.0), max(now - self.ran[1], 0.0)
 
 
 def append_error(history: list[dict[str, Any]] | None, attempt: int, error: str, tb: str,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 
 from ..models import Job, JobStatus
 from ..models import transitions as t
@@ -121,13 +122,18 @@ class OutcomeVerbs(StoreCore):
         transition = _transition_of(o)
         changes: dict[str, Any] = {"status": transition.target, "lease_token": None,
                                    "lease_owner": "", "updated_at": Now()}
+        ago = o.ran_ago() if transition in RAN else None
+        if ago is not None:  # the handler's own moments, never before the claim
+            changes["started_at"] = Greatest(F("started_at"), Now() - timedelta(seconds=ago[0]))
+        ended = (Now() if ago is None
+                 else Greatest(F("started_at"), Now() - timedelta(seconds=ago[1])))
         if transition is t.COMPLETE:
-            changes.update(result=o.result, completed_at=Now())
+            changes.update(result=o.result, completed_at=ended)
         elif transition is t.RETRY:
             changes.update(run_at=Now() + timedelta(seconds=o.delay), last_error=o.error,
                            error_history=o.error_history)
         elif transition is t.FAIL:
-            changes.update(completed_at=Now(), last_error=o.error, error_history=o.error_history)
+            changes.update(completed_at=ended, last_error=o.error, error_history=o.error_history)
         elif transition is t.WAIT:
             changes.update(attempts=F("attempts") - 1, run_at=o.until or Now(),
                            wait_token=o.wait_token)
@@ -158,6 +164,10 @@ class OutcomeVerbs(StoreCore):
             .filter(id=job_id, lease_token=lease_token, status=JobStatus.PROCESSING)
             .update(progress=percent, updated_at=Now())
         )
+
+
+#: The outcomes of a handler that ran: they stamp its begin and end (``Finish.ran``).
+RAN = (t.COMPLETE, t.RETRY, t.FAIL)
 
 
 def _transition_of(o: Finish) -> t.Transition:

@@ -244,14 +244,20 @@ class PostgresStore(Store):
     def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
         """One statement: the rows (fenced by their leases) and their ``completed`` events."""
         ids, tokens, results, events = [], [], [], []
+        began: list[float | None] = []
+        ended: list[float | None] = []
+        now = time.monotonic()
         for o in outcomes:
             ids.append(o.job_id)
             tokens.append(o.lease_token)
             results.append(None if o.result is None else json.dumps(
                 o.result, allow_nan=False, ensure_ascii=False))
             events.append(_event_json(o.event_data))
+            ago = o.ran_ago(now)
+            began.append(None if ago is None else ago[0])
+            ended.append(None if ago is None else ago[1])
         return {row[0] for row in self._bound(sql.COMPLETE_MANY_SQL,
-                                              [ids, tokens, results, events])}
+                                              [ids, tokens, results, events, began, ended])}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
         if mode == "all":

@@ -142,11 +142,15 @@ LOCK_KEYS_SQL = ("SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(
 #: Complete jobs, each fenced by its lease, and write their ``completed`` events; yields the
 #: ids completed. Params: ids, lease tokens, results (JSON text), event data (JSON text).
 COMPLETE_MANY_SQL = (
-    "WITH v (id, token, result, event) AS (SELECT * FROM "
-    "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])), "
+    "WITH v (id, token, result, event, began, ended) AS (SELECT * FROM "
+    "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::float8[], %s::float8[])), "
     f'u AS (UPDATE "{JOBS}" AS t SET status = \'completed\', '
     "result = v.result::jsonb, "
-    "completed_at = statement_timestamp(), updated_at = statement_timestamp(), "
+    # The handler's begin and end (seconds ago; NULL: the claim and now), never before the
+    # claim. GREATEST skips a NULL.
+    "started_at = GREATEST(t.started_at, statement_timestamp() - v.began * interval '1 second'), "
+    "completed_at = GREATEST(t.started_at, statement_timestamp() "
+    "- COALESCE(v.ended, 0) * interval '1 second'), updated_at = statement_timestamp(), "
     "lease_token = NULL, lease_owner = '' FROM v "
     "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
     "RETURNING t.id, v.event) "

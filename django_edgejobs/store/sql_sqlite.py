@@ -75,7 +75,10 @@ def claim_sql(queue_count: int, only: int = 0, exclude: int = 0) -> str:
 
 _COMPLETE_MANY_UPDATE = (
     f'UPDATE "{JOBS}" SET status = %s, result = v.result, '
-    "completed_at = %s, updated_at = %s, "
+    # The handler's begin and end (NULL: the claim and now), never before the claim. SQLite's
+    # MAX() of a NULL is NULL, hence the COALESCEs; the right-hand sides read the old row.
+    "started_at = MAX(started_at, COALESCE(v.began, started_at)), "
+    "completed_at = MAX(started_at, COALESCE(v.ended, %s)), updated_at = %s, "
     "lease_token = NULL, lease_owner = '' FROM v "
     f'WHERE "{JOBS}".id = v.id AND "{JOBS}".lease_token = v.token '
     f'AND "{JOBS}".status = %s RETURNING "{JOBS}".id'
@@ -85,9 +88,11 @@ _COMPLETE_MANY_UPDATE = (
 def complete_many_sql(count: int) -> str:
     """COMPLETE_MANY: complete ``count`` jobs, each fenced by its lease; yields the ids
     completed (the events are ``insert_events_sql``'s). Params: (id, lease token, result as
-    JSON text) per job, then 'completed', now, now, 'processing'."""
-    rows = ", ".join(["(%s, %s, %s)"] * count)
-    return f"WITH v (id, token, result) AS (VALUES {rows}) " + _COMPLETE_MANY_UPDATE
+    JSON text, the handler's begin and end or NULLs) per job, then 'completed', now, now,
+    'processing'."""
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * count)
+    return (f"WITH v (id, token, result, began, ended) AS (VALUES {rows}) "
+            + _COMPLETE_MANY_UPDATE)
 
 
 def insert_events_sql(count: int) -> str:

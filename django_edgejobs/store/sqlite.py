@@ -7,9 +7,10 @@ them."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -73,13 +74,19 @@ class SQLiteStore(Store):
         uuid_field = Job._meta.get_field("lease_token")
         prep = uuid_field.get_db_prep_value
         params: list[object] = []
+        # SQLite's clock is this host's: the handler's moments are computed here.
+        wall, mono = datetime.now(UTC), time.monotonic()
+        stamp = self.connection.ops.adapt_datetimefield_value
         for o in outcomes:
             result = None if o.result is None else json.dumps(o.result, allow_nan=False,
                                                                ensure_ascii=False)
+            ago = o.ran_ago(mono)
             params += [prep(o.job_id, self.connection), prep(o.lease_token, self.connection),
-                       result]
+                       result,
+                       None if ago is None else stamp(wall - timedelta(seconds=ago[0])),
+                       None if ago is None else stamp(wall - timedelta(seconds=ago[1]))]
         with self.connection.cursor() as cursor:
-            now = sqlite_now(self.connection)
+            now = stamp(wall)
             cursor.execute(sql.complete_many_sql(len(outcomes)),
                            [*params, "completed", now, now, "processing"])
             done = {uuid.UUID(row[0]) for row in cursor.fetchall()}

@@ -14,6 +14,7 @@ the database the run uses) must do, as data the tests in ``test_contract.py`` wa
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from django.db.models import F
 from django.utils import timezone
 
 from django_edgejobs.models import Job, JobEvent, Queue, RateStart, WaitToken, Worker
@@ -905,6 +907,51 @@ class StoreContract:
             assert stamps == sorted(stamps), job.id
         moments = [t for job in rows for t in (job.started_at, job.completed_at)]
         assert any(t.microsecond % 1000 for t in moments), "microseconds were truncated"
+
+    def test_an_outcome_stamps_the_handlers_begin_and_end_never_before_the_claim(
+            self, store: Store) -> None:
+        """A job that sat 10 s in the worker's buffer: its run time is the handler's (2 s to
+        1 s ago), not claim to write. Moments before the claim are clamped to it; an outcome
+        with no moments keeps the claim's and the write's. Bulk and row paths alike."""
+        store.insert([new_job(payload={"n": n}) for n in range(6)])
+        claimed = store.claim("w-ran", ["default"], 6)
+        assert len(claimed) == 6
+        Job.objects.filter(id__in=[j.id for j in claimed]).update(
+            started_at=F("started_at") - timedelta(seconds=10),
+            created_at=F("created_at") - timedelta(seconds=12))
+        claims = dict(Job.objects.filter(id__in=[j.id for j in claimed])
+                      .values_list("id", "started_at"))
+        ran_done, ran_failed, ran_retry, early, plain, ran_events = claimed
+        mono = time.monotonic()
+        outcomes = [outcome("completed", ran_done), outcome("failed", ran_failed),
+                    outcome("retry", ran_retry), outcome("completed", early),
+                    outcome("completed", plain),
+                    outcome("completed", ran_events, events=[("prolonged", {"by": 1})])]
+        for o in outcomes:
+            o.ran = (mono - 2.0, mono - 1.0)
+        outcomes[3].ran = (mono - 100.0, mono - 99.0)  # before the claim
+        outcomes[4].ran = None
+        t0 = db_clock()
+        assert store.finish(outcomes) == {j.id for j in claimed}
+        t1 = db_clock()
+        rows = {j.id: j for j in Job.objects.filter(id__in=[j.id for j in claimed])}
+        slack = timedelta(milliseconds=50)
+        s2, s1 = timedelta(seconds=2), timedelta(seconds=1)
+        for job in (ran_done, ran_failed, ran_events):
+            row = rows[job.id]
+            assert t0 - s2 - slack <= row.started_at <= t1 - s2 + slack, (job.id, t0, row)
+            assert t0 - s1 - slack <= row.completed_at <= t1 - s1 + slack, (job.id, t1, row)
+            assert abs(row.duration.total_seconds() - 1.0) < 0.05, row.duration
+        row = rows[ran_retry.id]
+        assert row.status == "pending" and row.completed_at is None
+        assert t0 - s2 - slack <= row.started_at <= t1 - s2 + slack
+        row = rows[early.id]
+        assert row.started_at == claims[early.id] == row.completed_at
+        row = rows[plain.id]
+        assert row.started_at == claims[plain.id] and t0 <= row.completed_at <= t1
+        for row in rows.values():
+            assert row.created_at <= row.started_at
+            assert row.completed_at is None or row.started_at <= row.completed_at
 
     @pytest.mark.parametrize("delay", [0.0, 0.25, 30.0])
     def test_a_retry_is_due_no_earlier_than_its_finish_plus_delay(self, store: Store,
