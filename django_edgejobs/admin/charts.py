@@ -135,3 +135,23 @@ def lines(labels: Sequence[str], series: Sequence[Series], *, title: str, unit: 
             body.append(f'<polyline points="{" ".join(run)}" fill="none" '
                         f'stroke="{escape(s.color)}" stroke-width="2"/>')
     return _frame(top, unit, labels, label_every, x_of, title, body)
+
+
+def sparkline(values: Sequence[int], labels: Sequence[str], *, width: int = 120,
+              height: int = 22, color: str = "#ba2121") -> SafeString:
+    """A small bar chart of counts (a failure group over time), each bar titled with its
+    label and count. An empty chart is a flat baseline."""
+    n = max(len(values), 1)
+    top = max(values, default=0) or 1
+    step = width / n
+    bars = []
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        h = 0.0 if value <= 0 else max(height * value / top, 1.5)
+        bars.append(
+            f'<rect x="{i * step:.1f}" y="{height - h:.1f}" width="{max(step - 1, 1):.1f}" '
+            f'height="{h:.1f}" fill="{color}"><title>{escape(label)}: {value:,}</title></rect>')
+    return mark_safe(
+        f'<svg class="ej-spark" role="img" width="{width}" height="{height + 1}" '
+        f'viewBox="0 0 {width} {height + 1}" aria-label="failures over time">'
+        f'<line x1="0" y1="{height + 0.5}" x2="{width}" y2="{height + 0.5}" stroke="#ccc"/>'
+        + "".join(bars) + "</svg>")

@@ -146,12 +146,17 @@ class WorkerFilter(admin.SimpleListFilter):
 
 
 class ErrorGroupFilter(admin.SimpleListFilter):
-    """Failed jobs of one failure group (``?error_group=<fingerprint>``, linked from the
-    Failures page): the most recent ``MAX_ROWS``, as many as one action handles (the same
-    constant, so "Retry all" of a group is one action run)."""
+    """Jobs of one failure group (``?error_group=<fingerprint>``, linked from the Failures
+    page): those failed for good, or with ``status=pending`` those still retrying after the
+    same failure; the most recent ``MAX_ROWS``, as many as one action handles (the same
+    constant, so "Retry all" or "Cancel retrying" of a group is one action run)."""
 
     title = "failure group"
     parameter_name = "error_group"
+
+    def __init__(self, request, params, model, model_admin):
+        self.retrying = request.GET.get("status") == JobStatus.PENDING
+        super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
         return _with_current([], self.value())
@@ -162,4 +167,6 @@ class ErrorGroupFilter(admin.SimpleListFilter):
             return queryset
         if not is_fingerprint(value):
             return queryset.none()
-        return queryset.filter(id__in=failed_ids(error_group=value, limit=MAX_ROWS))
+        status = JobStatus.PENDING if self.retrying else JobStatus.FAILED
+        return queryset.filter(id__in=failed_ids(error_group=value, limit=MAX_ROWS,
+                                                 status=status))

@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..models import JobStatus
@@ -69,46 +69,81 @@ def fingerprint(exception: str, message: str) -> str:
 
 
 def _failed(since: datetime | None, type: str | None, queue: str | None,
-            tags: Any = None, tag_mode: str = "all",
-            newest_first: bool = False) -> Iterator[tuple[Any, ...]]:
+            tags: Any = None, tag_mode: str = "all", newest_first: bool = False,
+            status: str = JobStatus.FAILED) -> Iterator[tuple[Any, ...]]:
     if since is not None and not isinstance(since, datetime):
         raise ValueError(f"since must be a datetime or None, got {since!r}")
-    qs = jobs_queryset(type=type, status=JobStatus.FAILED, queue=queue, tags=tags,
-                       tag_mode=tag_mode)
+    qs = jobs_queryset(type=type, status=status, queue=queue, tags=tags, tag_mode=tag_mode)
+    # Failed jobs by when they failed for good; retrying ones (pending with an error) by
+    # their latest failure, which is when they were last changed.
+    moment = "completed_at" if status == JobStatus.FAILED else "updated_at"
+    if status != JobStatus.FAILED:
+        qs = qs.exclude(last_error="")
     if since is not None:
-        qs = qs.filter(completed_at__gte=since)
+        qs = qs.filter(**{f"{moment}__gte": since})
     if newest_first:
-        qs = qs.order_by("-completed_at")
+        qs = qs.order_by(f"-{moment}")
     yield from qs.values_list("id", "type", "last_error", "error_history",
-                              "completed_at").iterator(chunk_size=2000)
+                              moment).iterator(chunk_size=2000)
+
+
+@dataclass
+class Timeline:
+    """Counts of a group's failures in ``count`` buckets of ``size`` from ``start``."""
+
+    start: datetime
+    size: timedelta
+    count: int
+
+    def index(self, moment: datetime | None) -> int | None:
+        if moment is None or moment < self.start:
+            return None
+        i = int((moment - self.start) / self.size)
+        return i if i < self.count else self.count - 1
 
 
 def failure_groups(since: datetime | None = None, type: str | None = None,
                    queue: str | None = None) -> list[FailureGroup]:
     """The failed jobs (failed for good since ``since``, of ``type`` and ``queue`` when given),
     grouped by fingerprint; the largest group first (then the most recent)."""
+    return grouped_failures(since, type, queue)[0]
+
+
+def grouped_failures(since: datetime | None = None, type: str | None = None,
+                     queue: str | None = None, *, timeline: Timeline | None = None,
+                     status: str = JobStatus.FAILED,
+                     ) -> tuple[list[FailureGroup], dict[str, list[int]]]:
+    """``failure_groups``, and for each group its counts per bucket of ``timeline`` (the
+    admin's sparklines), from one read. ``status`` pending: the jobs still retrying after a
+    failure, grouped the same way (``first_seen``/``last_seen``: when they last failed)."""
     groups: dict[str, dict[str, Any]] = {}
-    for job_id, type_name, last_error, history, completed_at in _failed(since, type, queue):
+    counts: dict[str, list[int]] = {}
+    for job_id, type_name, last_error, history, moment in _failed(since, type, queue,
+                                                                  status=status):
         exception, message = describe_failure(last_error, history)
         key = fingerprint(exception, message)
+        if timeline is not None:
+            i = timeline.index(moment)
+            if i is not None:
+                counts.setdefault(key, [0] * timeline.count)[i] += 1
         g = groups.get(key)
         if g is None:
             groups[key] = {"exception": exception, "message": message, "count": 1,
-                           "first": completed_at, "last": completed_at, "types": {type_name},
+                           "first": moment, "last": moment, "types": {type_name},
                            "example": job_id}
             continue
         g["count"] += 1
         g["types"].add(type_name)
-        if completed_at is not None and (g["first"] is None or completed_at < g["first"]):
-            g["first"] = completed_at
-        if completed_at is not None and (g["last"] is None or completed_at > g["last"]):
-            g["last"], g["example"] = completed_at, job_id
+        if moment is not None and (g["first"] is None or moment < g["first"]):
+            g["first"] = moment
+        if moment is not None and (g["last"] is None or moment > g["last"]):
+            g["last"], g["example"] = moment, job_id
     found = [FailureGroup(fingerprint=key, exception=g["exception"], message=g["message"],
                           count=g["count"], first_seen=g["first"], last_seen=g["last"],
                           types=sorted(g["types"]), example_job_id=g["example"])
              for key, g in groups.items()]
     found.sort(key=lambda g: (-g.count, -(g.last_seen.timestamp() if g.last_seen else 0)))
-    return found
+    return found, counts
 
 
 def is_fingerprint(value: Any) -> bool:
@@ -117,19 +152,24 @@ def is_fingerprint(value: Any) -> bool:
 
 def failed_ids(type: str | None = None, queue: str | None = None, tags: Any = None,
                tag_mode: str = "all", error_group: str | None = None,
-               limit: int | None = None) -> list:
+               limit: int | None = None, status: str = JobStatus.FAILED) -> list:
     """Ids of the failed jobs matching the filters, and the group ``error_group`` if given;
-    at most ``limit`` (the most recent failures first when limited)."""
+    at most ``limit`` (the most recent failures first when limited). ``status`` pending: the
+    jobs of the group still retrying (pending, with a failure as their last error)."""
     if error_group is not None and not is_fingerprint(error_group):
         raise ValueError("error_group must be a group's fingerprint (12 hex characters, "
                          f"FailureGroup.fingerprint), got {error_group!r}")
     if error_group is None:
-        qs = jobs_queryset(type=type, status=JobStatus.FAILED, queue=queue, tags=tags,
-                           tag_mode=tag_mode).order_by("-completed_at")
-        return list(qs.values_list("id", flat=True)[:limit])
+        qs = jobs_queryset(type=type, status=status, queue=queue, tags=tags,
+                           tag_mode=tag_mode)
+        if status != JobStatus.FAILED:
+            qs = qs.exclude(last_error="")
+        order = "-completed_at" if status == JobStatus.FAILED else "-updated_at"
+        return list(qs.order_by(order).values_list("id", flat=True)[:limit])
     found = []
     for job_id, _, last_error, history, _ in _failed(None, type, queue, tags, tag_mode,
-                                                     newest_first=limit is not None):
+                                                     newest_first=limit is not None,
+                                                     status=status):
         if fingerprint(*describe_failure(last_error, history)) == error_group:
             found.append(job_id)
             if limit is not None and len(found) >= limit:

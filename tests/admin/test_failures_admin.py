@@ -1,5 +1,6 @@
-"""The Failures page: failed jobs grouped by what went wrong, the job list's failure-group
-filter, and "Retry all" of one group through the list's own Retry action."""
+"""The Failures page: failed jobs grouped by what went wrong with a sparkline each, the job
+list's failure-group filter, "Retry all" of one group through the list's own Retry action,
+and "Cancel retrying" of the group's jobs still retrying through its Cancel action."""
 
 from __future__ import annotations
 
@@ -137,3 +138,59 @@ def test_retry_all_needs_the_csrf_token(staff, groups):
     fp = fingerprint_of(groups["conn"][0])
     assert retry_all(client, fp, groups["conn"][0]).status_code == 403
     assert {get_job(j.id).status for j in groups["conn"]} == {"failed"}
+
+
+def retrying(error: str, exception: str, **fields):  # type: ignore[no-untyped-def]
+    """A job that failed an attempt and waits for its retry (pending, its error kept)."""
+    return make_job("pending", last_error=error, attempts=1,
+                    run_at=timezone.now() + timedelta(minutes=10),
+                    error_history=[{"attempt": 1, "error": error, "traceback": "",
+                                    "exception": exception}], **fields)
+
+
+def test_each_group_has_a_sparkline_of_when_its_jobs_failed(admin_client, groups):
+    failed("ConnectionError: host 10.0.0.9 answered 503", "builtins.ConnectionError",
+           ago=timedelta(hours=5, minutes=10))
+    html = admin_client.get(reverse(FAILURES)).content.decode()
+    conn = html[html.index(f'data-fingerprint="{fingerprint_of(groups["conn"][0])}"'):]
+    spark = conn[conn.index('<svg class="ej-spark"'):conn.index("</svg>")]
+    counts = [int(n) for n in re.findall(r": ([\d,]+)</title>", spark)]
+    # 24 hourly bars: the three failures 5 minutes ago in the last, the fourth 5 h before.
+    assert len(counts) == 24
+    assert counts[-1] == 3 and counts[-6] == 1 and sum(counts) == 4
+    assert spark.count("<rect") == 24
+
+
+def test_jobs_still_retrying_after_a_groups_failure_are_counted_and_cancelled(
+        admin_client, groups):
+    fp = fingerprint_of(groups["conn"][0])
+    again = [retrying("ConnectionError: host 10.0.0.7 answered 503", "builtins.ConnectionError")
+             for _ in range(2)]
+    only = retrying("TimeoutError: upstream took 31 s", "builtins.TimeoutError")
+    fine = make_job("pending")
+    html = admin_client.get(reverse(FAILURES)).content.decode()
+    assert "; 3 jobs still retrying after one of these failures." in html
+    row = html[html.index(f'data-fingerprint="{fp}"'):]
+    row = row[:row.index("</tr>")]
+    retrying_url = f"{reverse(LIST)}?status=pending&amp;error_group={fp}"
+    assert f'<a class="ej-retrying" href="{retrying_url}">2</a>' in row
+    assert "Cancel retrying" in row and "Retry all" in row
+    # A group with jobs retrying and none failed for good yet is listed too.
+    assert "builtins.TimeoutError</strong>: upstream took &lt;n&gt; s" in html
+    # The count's link lists exactly those jobs; the button cancels exactly those.
+    listed = admin_client.get(reverse(LIST), {"status": "pending", "error_group": fp})
+    assert {j.id for j in listed.context["cl"].result_list} == {j.id for j in again}
+    response = admin_client.post(retrying_url.replace("&amp;", "&"), {
+        "action": "cancel_selected", "select_across": "1", "index": "0",
+        "_selected_action": str(again[0].id)})
+    assert response.status_code == 302
+    assert {get_job(j.id).status for j in again} == {"cancelled"}
+    assert {get_job(j.id).status for j in (only, fine)} == {"pending"}
+    assert {get_job(j.id).status for j in groups["conn"]} == {"failed"}
+
+
+def test_without_the_cancel_permission_there_is_no_cancel_button(staff, groups):
+    retrying("ConnectionError: host 10.0.0.7 answered 503", "builtins.ConnectionError")
+    viewer = staff("view_job", "retry_job")
+    html = viewer.get(reverse(FAILURES)).content.decode()
+    assert "Retry all" in html and "Cancel retrying" not in html
