@@ -32,6 +32,9 @@ MAX_GROUPS = 100
 BARS = {"1h": (timedelta(minutes=5), 12), "24h": (timedelta(hours=1), 24),
         "7d": (timedelta(hours=6), 28), "30d": (timedelta(days=1), 30),
         "all": (timedelta(days=1), 30)}
+#: The sparkline column's heading for each window.
+SPAN = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
+        "all": "Last 30 days"}
 
 
 def _timeline(since: str, now) -> Timeline:
@@ -94,6 +97,7 @@ def failures_view(request: HttpRequest, model_admin) -> TemplateResponse:
         "hidden_groups": max(0, len(groups) - MAX_GROUPS),
         "since": since,
         "since_choices": list(SINCE),
+        "span": SPAN[since],
         "now": now,
         "can_retry": model_admin.has_retry_permission(request),
         "can_cancel": model_admin.has_cancel_permission(request),

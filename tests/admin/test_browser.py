@@ -258,6 +258,36 @@ def test_resume_and_run_a_schedule_from_the_dashboard_in_two_clicks_each(page): 
     assert CronSchedule.objects.get(pk=schedule.pk).enabled and job.type == "shop.daily_report"
 
 
+def test_pause_and_resume_a_queue_from_the_dashboard_in_one_click_each(page):  # type: ignore[no-untyped-def]
+    from django_edgejobs import list_queues
+
+    enqueue("shop.send_email", {"to": "ann@example.com"}, queue="emails")
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
+    page.click("#dashboard-queues tr[data-queue='emails'] button.ej-queue-pause")  # 1
+    page.wait_for_selector("#dashboard-queues tr[data-queue='emails'] .ej-badge-paused")
+    assert {q.name: q.paused for q in list_queues()}["emails"] is True
+    page.click("#dashboard-queues tr[data-queue='emails'] button.ej-queue-resume")  # 1
+    page.wait_for_selector("#dashboard-queues tr[data-queue='emails'] button.ej-queue-pause")
+    assert {q.name: q.paused for q in list_queues()}["emails"] is False
+
+
+def test_cancel_the_retrying_jobs_of_a_failure_group_in_three_interactions(page):  # type: ignore[no-untyped-def]
+    error = "ConnectionError: partner answered 503"
+    history = [{"attempt": 1, "error": error, "traceback": "",
+                "exception": "builtins.ConnectionError"}]
+    jobs = [enqueue("shop.webhook", {"n": n}) for n in range(3)]
+    Job.objects.filter(id__in=[j.id for j in jobs]).update(
+        attempts=1, last_error=error, error_history=history,
+        run_at=Job.objects.get(id=jobs[0].id).run_at + timedelta(minutes=30))
+    page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
+    page.click("a:text('Failures')")  # 1
+    page.wait_for_selector("#failure-groups")
+    assert "partner answered <n>" in page.inner_text("#failure-groups")
+    page.click("#failure-groups button.ej-cancel-group")  # 2 (3 jobs: no confirmation)
+    page.wait_for_selector(".messagelist")
+    assert {get_job(j.id).status for j in jobs} == {"cancelled"}
+
+
 @pytest.mark.parametrize("width", [1280, 1440])
 def test_no_list_clips_a_column_at_1280_px_and_up(page, width):  # type: ignore[no-untyped-def]
     """Every list and table of the app fits its box with the navigation sidebar as Django
@@ -278,3 +308,49 @@ def test_no_list_clips_a_column_at_1280_px_and_up(page, width):  # type: ignore[
         assert sizes["page"] <= width, (url, sizes)
         for name, table, box in sizes["tables"]:
             assert table <= box + 1, (url, name, table, box)
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_a_phone_lays_out_the_list_the_detail_the_dashboard_and_failures_at_its_width(
+        page, shots):  # type: ignore[no-untyped-def]
+    """At 390 px nothing makes the page wider than the screen (the dashboard laid out at
+    740 px): wide tables scroll inside their own box, charts shrink to fit."""
+    from tests.admin.data import populate
+
+    populate()
+    job = Job.objects.filter(status="failed").first()
+    page.set_viewport_size(PHONE)
+    for url, shot in (("job/dashboard/", "admin-dashboard-390.png"),
+                      ("job/", "admin-job-list-390.png"),
+                      (f"job/{job.id}/change/", "admin-job-detail-390.png"),
+                      ("job/failures/", "admin-failures-390.png"),
+                      ("waittoken/", None), ("worker/", None), ("cronschedule/", None)):
+        page.goto(f"{page.base}/admin/django_edgejobs/{url}")
+        page.wait_for_selector("#content-main")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        wide = page.evaluate("""() => [...document.querySelectorAll('#content-main *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                         && !e.closest('.ej-scroll, .results, pre, .ej-pre'))
+            .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id + ' '
+                             + Math.round(e.getBoundingClientRect().right))""")
+        assert width <= PHONE["width"], (url, width, wide)
+        if shot:
+            page.screenshot(path=str(shots / shot), full_page=True)
+
+
+def test_screenshots_at_1440_px(page, shots):  # type: ignore[no-untyped-def]
+    """The README's and the docs' pictures at a laptop's width (``EDGEJOBS_SCREENSHOT_DIR``)."""
+    from tests.admin.data import populate
+
+    populate()
+    page.set_viewport_size({"width": 1440, "height": 900})
+    job = Job.objects.filter(status="failed").first()
+    for url, shot in (("job/dashboard/", "admin-dashboard.png"), ("job/", "admin-job-list.png"),
+                      (f"job/{job.id}/change/", "admin-job-detail.png"),
+                      ("job/failures/", "admin-failures.png")):
+        page.goto(f"{page.base}/admin/django_edgejobs/{url}")
+        page.wait_for_selector("#content-main")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1440, url
+        page.screenshot(path=str(shots / shot), full_page=True)
