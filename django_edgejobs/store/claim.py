@@ -70,7 +70,11 @@ class ClaimVerbs(StoreCore):
         return self.retrying(run)
 
     def _claim_events(self, jobs: Sequence[Job]) -> None:
+        """The claim's ``processing`` events, stamped with the claim's own moment (its
+        ``started_at``, one per statement): the record of when each attempt was claimed,
+        which ``started_at`` stops being once the outcome is written."""
+        if not jobs:
+            return
         self._events(
-            (j.id, t.CLAIM.event, {"attempt": j.attempts, "worker": j.lease_owner})
-            for j in jobs
-        )
+            ((j.id, t.CLAIM.event, {"attempt": j.attempts, "worker": j.lease_owner})
+             for j in jobs), at=jobs[0].started_at)

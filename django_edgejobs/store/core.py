@@ -160,9 +160,13 @@ class StoreCore:
 
     now_sql = "CURRENT_TIMESTAMP"
 
-    def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]) -> None:
+    def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]],
+                at: datetime | None = None) -> None:
+        """Write events (``at``: their moment, default now)."""
+        moment = {} if at is None else {"created_at": at}
         JobEvent.objects.using(self.alias).bulk_create(
-            [JobEvent(job_id=job_id, type=kind, data=data) for job_id, kind, data in rows]
+            [JobEvent(job_id=job_id, type=kind, data=data, **moment)
+             for job_id, kind, data in rows]
         )
 
     def notify(self, queues: Iterable[str]) -> None:

@@ -96,14 +96,16 @@ class SQLiteStore(Store):
         self._events((job_id, "completed", first[job_id].event_data) for job_id in done)
         return done
 
-    def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]) -> None:
+    def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]],
+                at: datetime | None = None) -> None:
         """One INSERT, without building ``JobEvent`` instances (``bulk_create`` cost more than
-        the statement); stamped like the model's default, one moment for the batch."""
+        the statement); stamped ``at``, else like the model's default, one moment for the
+        batch."""
         rows = list(rows)
         if not rows:
             return
         prep = Job._meta.get_field("id").get_db_prep_value
-        now = self.connection.ops.adapt_datetimefield_value(timezone.now())
+        now = self.connection.ops.adapt_datetimefield_value(at or timezone.now())
         values: list[object] = []
         for job_id, kind, data in rows:
             values += [prep(job_id, self.connection), kind, json.dumps(data), now]

@@ -1036,6 +1036,19 @@ class StoreContract:
         assert taken(JobTypes()) == []  # everything is taken by now
         assert Job.objects.filter(status="pending").count() == 0
 
+    def test_a_claims_processing_events_carry_the_claims_own_moment(self,
+                                                                     store: Store) -> None:
+        """The record of when each attempt was claimed (what a rate limit counts), kept after
+        the outcome moves ``started_at`` to the handler's begin: plain and limited claims."""
+        build_job("pending_due")
+        build_job("pending_due", concurrency_key="k", concurrency_limit=5)
+        build_job("pending_due", rate_key="r", rate_limit=5, rate_period=60.0)
+        claimed = store.claim("w", ["default"], 100) + store.claim_limited("w", ["default"], 100)
+        assert len(claimed) == 3
+        for job in Job.objects.filter(id__in=[j.id for j in claimed]):
+            (event,) = JobEvent.objects.filter(job_id=job.id, type="processing")
+            assert event.created_at == job.started_at, (job.id, event.created_at)
+
     def test_limited_jobs_are_only_the_limited_claims(self, store: Store) -> None:
         plain = build_job("pending_due")
         build_job("pending_due", concurrency_key="k", concurrency_limit=5)
