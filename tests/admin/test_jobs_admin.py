@@ -118,6 +118,53 @@ def test_search_by_id_type_key_and_tag(admin_client):
     assert listed(admin_client, q=str(uuid.uuid4())) == set()
 
 
+def test_search_by_error_text(admin_client):
+    timeout = make_job(JobStatus.FAILED, last_error="TimeoutError: upstream took 31 s")
+    refused = make_job(JobStatus.PENDING, attempts=1,
+                       last_error="ConnectionError: 100% of replicas refused")
+    make_job(JobStatus.COMPLETED)
+    assert listed(admin_client, q="upstream") == short(timeout)  # a plain term, any case
+    assert listed(admin_client, q="UPSTREAM TOOK") == short(timeout)
+    assert listed(admin_client, q="error:timeouterror") == short(timeout)
+    assert listed(admin_client, q="Error") == short(timeout, refused)
+    # LIKE's wildcards are the characters themselves.
+    assert listed(admin_client, q="error:100%") == short(refused)
+    assert listed(admin_client, q="error:%") == short(refused)
+    assert listed(admin_client, q="error:_") == set()
+    assert listed(admin_client, q="up") == set()  # under 3 characters: no text search
+
+
+def test_search_by_payload_text_needs_the_change_permission(admin_client, staff):
+    ann = enqueue("t.a", {"to": "Ann@Example.com", "password": "hunter2"})
+    enqueue("t.a", {"to": "bob@example.com"})
+    assert listed(admin_client, q="payload:ann@example") == short(ann)
+    assert listed(admin_client, q="payload:\"to\": \"ann") == short(ann)
+    viewer = staff("view_job")
+    response = viewer.get(reverse(LIST), {"q": "payload:hunter2"})
+    assert response.status_code == 200 and list(response.context["cl"].result_list) == []
+    assert "Searching payloads needs the permission to change jobs" in response.content.decode()
+    assert listed(staff("view_job", "change_job"), q="payload:hunter2") == short(ann)
+
+
+def test_postgresql_answers_text_search_from_trigram_indexes(admin_client):
+    from django.db import connection
+
+    from django_edgejobs.models import Job
+    from django_edgejobs.store.search import (
+        ERROR_INDEX,
+        PAYLOAD_INDEX,
+        error_contains,
+        payload_contains,
+    )
+
+    if connection.vendor != "postgresql":
+        pytest.skip("trigram indexes are PostgreSQL's (SQLite scans one capped page)")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the choice visible
+    assert ERROR_INDEX in Job.objects.filter(error_contains("upstream")).explain()
+    assert PAYLOAD_INDEX in Job.objects.filter(payload_contains("ann@example")).explain()
+
+
 def test_search_by_the_id_prefix_the_list_shows(admin_client):
     jobs = [enqueue("t.a") for _ in range(3)]
     a = jobs[0]
