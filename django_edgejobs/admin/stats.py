@@ -8,7 +8,9 @@ the live backlog, never by the size of the job table (docs/howto/admin.md, "How 
   the hourly chart) by range scans of the (status, completed_at) index.
 - Throughput is one GROUP BY per window over the same index (``Store.finished_histogram``,
   whose bucket arithmetic is vendor SQL).
-- Wait and run times are sampled: at most ``SAMPLE`` latest completions per bucket.
+- Wait and run times come from every completed job: per-minute histograms kept by the
+  rollup service (``services/rollup.py``), merged per bucket; the last few minutes, not
+  rolled yet, are read from the jobs.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from typing import Any, cast
 
 from django.db.models import Count, Min
 
+from .. import latency as hist
 from ..conf import get_settings
 from ..models import CronSchedule, Job, Queue, Worker
 from ..models.job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
+from ..services import rollup
 from ..store import get_store
 from .filters import OVERDUE_AFTER
 
-SAMPLE = 100
 MAX_WORKERS = 50
 MAX_SCHEDULES = 500
 STATUS_COLUMNS = [s.value for s in (*ACTIVE_STATUSES, *FINISHED_STATUSES)]
@@ -83,23 +86,19 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def latency(buckets: Buckets, sample: int = SAMPLE) -> dict[str, list[float | None]]:
-    """p50/p95 of wait (due -> started) and run (started -> completed) seconds per bucket,
-    from the latest ``sample`` completions of each bucket."""
+def latency(buckets: Buckets, now: datetime | None = None) -> dict[str, list[float | None]]:
+    """p50/p95 of wait (due -> handler began) and run (handler began -> ended) seconds per
+    bucket, from every job completed in it: the per-minute rollups (``services/rollup.py``)
+    merged, and the jobs of the last minutes not rolled yet."""
+    now = now or get_store().db_now()
+    minutes = rollup.histograms(buckets.start, buckets.end, now)
     out: dict[str, list[float | None]] = defaultdict(list)
     for lo, hi in buckets.edges():
-        rows = (Job.objects.filter(status=JobStatus.COMPLETED, completed_at__gte=lo,
-                                   completed_at__lt=hi)
-                .order_by("-completed_at").values_list("run_at", "started_at", "completed_at")
-                [:sample])
-        waits, runs = [], []
-        for run_at, started, completed in rows:
-            if started is not None and completed is not None:
-                waits.append(max((started - run_at).total_seconds(), 0.0))
-                runs.append(max((completed - started).total_seconds(), 0.0))
-        for name, values in (("wait", waits), ("run", runs)):
-            out[f"{name}_p50"].append(percentile(values, 50))
-            out[f"{name}_p95"].append(percentile(values, 95))
+        inside = [v for m, v in minutes.items() if lo <= m < hi]
+        for name, merged in (("wait", hist.merge(w for _, w, _ in inside)),
+                             ("run", hist.merge(r for _, _, r in inside))):
+            out[f"{name}_p50"].append(hist.percentile(merged, 50))
+            out[f"{name}_p95"].append(hist.percentile(merged, 95))
     return dict(out)
 
 
@@ -261,8 +260,8 @@ def collect(now: datetime) -> dict[str, Any]:
         "throughput_hour": throughput_hour,
         "throughput_day": throughput_day,
         "latency_buckets": latency_hour,
-        "latency_hour": latency(latency_hour),
-        "latency_day": latency(day, sample=SAMPLE // 2),  # 24 buckets: half as many each
+        "latency_hour": latency(latency_hour, now),
+        "latency_day": latency(day, now),
         "workers": worker_rows,
         "workers_alive": sum(1 for w in worker_rows if w.alive),
         "cron": next_cron_runs(now),

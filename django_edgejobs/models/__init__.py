@@ -1,6 +1,7 @@
 from .cache_entry import CacheEntry
 from .event import JobEvent
 from .job import Job, JobQuerySet, JobStatus
+from .latency import LatencyMinute
 from .limits import LimitKey, RateStart
 from .queue import Dashboard, Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
@@ -17,6 +18,7 @@ __all__ = [
     "JobEvent",
     "JobQuerySet",
     "JobStatus",
+    "LatencyMinute",
     "LimitKey",
     "Queue",
     "RateStart",

@@ -13,6 +13,7 @@ from typing import Any
 
 from .maintenance import (
     JobExpirer,
+    LatencyRollup,
     Pruner,
     Rescuer,
     Resumer,
@@ -32,7 +33,7 @@ __all__ = ["Supervisor", "cancel_expired_jobs", "cleanup_old_job_events", "clean
 
 class Supervisor:
     """The rescuer, resumer, job expirer and token expirer every ``SUPERVISOR_INTERVAL``; the
-    pruner every ``PRUNE_INTERVAL``."""
+    pruner every ``PRUNE_INTERVAL``; the latency rollup every ``ROLLUP_INTERVAL`` (15 s)."""
 
     def __init__(self, prune_interval: float | None = None):
         self.rescuer = Rescuer()
@@ -40,10 +41,12 @@ class Supervisor:
         self.job_expirer = JobExpirer()
         self.token_expirer = TokenExpirer()
         self.pruner = Pruner(prune_interval)
+        self.rollup = LatencyRollup()
         self._last_prune: float | None = None
 
     def services(self) -> list[Service]:
-        return [self.rescuer, self.resumer, self.job_expirer, self.token_expirer, self.pruner]
+        return [self.rescuer, self.resumer, self.job_expirer, self.token_expirer, self.pruner,
+                self.rollup]
 
     def run_once(self) -> dict[str, Any]:
         """One pass of each service; the pruner's only if ``PRUNE_INTERVAL`` has passed since
@@ -51,7 +54,8 @@ class Supervisor:
         done: dict[str, Any] = {"reclaimed": self.rescuer.run_once(),
                                 "resumed": self.resumer.run_once(),
                                 "expired": self.job_expirer.run_once(),
-                                "tokens_expired": self.token_expirer.run_once()}
+                                "tokens_expired": self.token_expirer.run_once(),
+                                "minutes_rolled": self.rollup.run_once()}
         now = time.monotonic()
         if self._last_prune is None or now - self._last_prune >= self.pruner.interval:
             self._last_prune = now

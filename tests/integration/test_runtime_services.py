@@ -112,11 +112,11 @@ def test_the_supervisor_is_the_maintenance_services_together(settings):
     supervisor = Supervisor()
     services = supervisor.services()
     assert [s.name for s in services] == ["rescuer", "resumer", "job_expirer",
-                                          "token_expirer", "pruner"]
-    assert [s.interval for s in services] == [2, 2, 2, 2, 60]
+                                          "token_expirer", "pruner", "rollup"]
+    assert [s.interval for s in services] == [2, 2, 2, 2, 60, 15]
     first = supervisor.run_once()
     assert set(first) == {"reclaimed", "resumed", "expired", "tokens_expired",
-                          "jobs_pruned", "events_pruned", "workers_pruned"}
+                          "minutes_rolled", "jobs_pruned", "events_pruned", "workers_pruned"}
     assert "jobs_pruned" not in supervisor.run_once()  # the pruner waits PRUNE_INTERVAL
 
 
