@@ -3,8 +3,13 @@
 
 Fills a fresh database with ``--jobs`` jobs (a week of history: mostly completed, some
 failed and cancelled, a backlog of pending and waiting jobs, jobs running on live workers)
-and their events, then renders the dashboard and the job list pages with Django's test client
-and prints the median (and best) of ``--runs`` renders of each, as a Markdown table.
+and their events, rolls up the day's latency (what every runworker's rollup service does),
+then renders the dashboard, the Failures page and the job list pages with Django's test
+client and prints the median (and best) of ``--runs`` renders of each, as a Markdown table.
+Run it at 100,000 and at 5,000,000 jobs: the dashboard must not grow with the table.
+``--scale-to N`` (PostgreSQL) fills ``--jobs`` as above, then copies its finished jobs in SQL
+(each copy a few seconds earlier, with its events) until the table holds N: 5,000,000 in
+minutes instead of an hour of Python.
 
     .venv/bin/python benchmarks/admin_render.py                       # SQLite
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
@@ -111,7 +116,61 @@ def fill(n: int, seed: int = 1) -> dict[str, float]:
     filled = time.perf_counter() - started
     with connection.cursor() as cursor:  # a table in steady state has fresh statistics
         cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
-    return {"fill_seconds": filled, "events": events}
+    return {"fill_seconds": filled, "events": events, **roll_up()}
+
+
+TIMES = ("run_at", "created_at", "started_at", "completed_at", "updated_at")
+
+
+def scale_to(total: int) -> dict[str, float]:
+    """Copy finished jobs (and their events) in SQL until the table holds ``total`` jobs."""
+    from django.db import connection
+
+    from django_edgejobs.models import Job, JobEvent
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("--scale-to needs PostgreSQL (DATABASE_URL=postgres://...)")
+    jobs, events = Job._meta.db_table, JobEvent._meta.db_table
+    columns = [f.column for f in Job._meta.concrete_fields]
+    started = time.perf_counter()
+    have = Job.objects.count()
+    finished = Job.objects.filter(status__in=["completed", "failed", "cancelled"]).count()
+    copies = max(0, -(-(total - have) // finished))
+    selected = ", ".join(
+        "gen_random_uuid()" if c == "id"
+        else f'"{c}" - (g * interval \'3 seconds\')' if c in TIMES
+        else f'"{c}"' for c in columns)
+    names = ", ".join(f'"{c}"' for c in columns)
+    with connection.cursor() as cursor:
+        # Copies are made of the rows filled in Python only (a copy of a copy compounds).
+        cursor.execute(f'CREATE TEMP TABLE bench_orig AS SELECT id FROM "{jobs}" '
+                       "WHERE status IN ('completed', 'failed', 'cancelled')")
+        for g in range(1, copies + 1):
+            limit = f"LIMIT {total - Job.objects.count()}" if g == copies else ""
+            cursor.execute(
+                f'WITH new AS (INSERT INTO "{jobs}" ({names}) '
+                f'SELECT {selected} FROM "{jobs}" JOIN bench_orig USING (id), '
+                f"(SELECT %s::int AS g) AS k {limit} "
+                "RETURNING id, status, created_at, completed_at) "
+                f'INSERT INTO "{events}" (job_id, type, data, created_at) '
+                "SELECT id, e.type, '{}'::jsonb, "
+                "CASE WHEN e.type = 'added' THEN created_at ELSE completed_at END FROM new, "
+                "LATERAL (VALUES ('added'), ('processing'), (status)) AS e(type) "
+                "WHERE status <> 'cancelled' OR e.type <> 'processing'", [g])
+        cursor.execute("VACUUM ANALYZE")
+    return {"scale_seconds": time.perf_counter() - started, "events": JobEvent.objects.count()}
+
+
+def roll_up() -> dict[str, float]:
+    """Roll up the last day's latency, pass after pass, as the rollup service would."""
+    from django_edgejobs.services import rollup
+    from django_edgejobs.store import get_store
+
+    started = time.perf_counter()
+    passes = 0
+    while rollup.roll_due(get_store().db_now()) >= rollup.PER_PASS:
+        passes += 1
+    return {"rollup_seconds": time.perf_counter() - started, "rollup_passes": passes + 1}
 
 
 def measure(runs: int) -> list[tuple[str, float, float]]:
@@ -129,11 +188,14 @@ def measure(runs: int) -> list[tuple[str, float, float]]:
     jobs = reverse("admin:django_edgejobs_job_changelist")
     pages = [
         ("dashboard", reverse("admin:django_edgejobs_dashboard")),
+        ("failures, 24 h", reverse("admin:django_edgejobs_failures")),
+        ("failures, 7 days", reverse("admin:django_edgejobs_failures") + "?since=7d"),
         ("job list", jobs),
         ("job list, status=failed", f"{jobs}?status=failed"),
         ("job list, queue+type", f"{jobs}?queue=emails&type=shop.send_email"),
         ("job list, overdue", f"{jobs}?attention=overdue"),
         ("job list, search a type", f"{jobs}?q=shop.webhook"),
+        ("job list, search error text", f"{jobs}?q=error:partner+answered"),
         ("job list, a day (date hierarchy)",
          f"{jobs}?created_at__year={failed.created_at.year}&created_at__month="
          f"{failed.created_at.month}&created_at__day={failed.created_at.day}"),
@@ -157,6 +219,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--scale-to", type=int, default=0, metavar="N",
+                        help="PostgreSQL: copy the finished jobs in SQL up to N jobs")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true",
                         help="measure a database kept by --keep, without filling it")
@@ -181,19 +245,29 @@ def main() -> int:
 
         config = None
         info = {"jobs": Job.objects.count(), "events": JobEvent.objects.count(),
-                "fill_seconds": 0.0}
+                "fill_seconds": 0.0, **roll_up()}
     else:
         config = setup_databases(verbosity=0, interactive=False)
     try:
         if config is not None:
             info = {"jobs": args.jobs, **fill(args.jobs)}
+            if args.scale_to > args.jobs:
+                from django_edgejobs.models import LatencyMinute
+
+                info.update(scale_to(args.scale_to), jobs=args.scale_to)
+                LatencyMinute.objects.all().delete()  # the copies changed every minute
+                info.update(roll_up())
         results = measure(args.runs)
     finally:
         if config is not None and not args.keep:
             teardown_databases(config, verbosity=0)
         teardown_test_environment()
     print(f"\n{connection.vendor}, {info['jobs']:,} jobs and {info['events']:,} events "
-          f"(filled in {info['fill_seconds']:.0f} s); median (best) of {args.runs} renders:\n")
+          f"(filled in {info['fill_seconds']:.0f} s"
+          + (f", copied up in {info['scale_seconds']:.0f} s" if "scale_seconds" in info else "")
+          + f"; the day's latency rolled up in "
+          f"{info['rollup_seconds']:.1f} s, {info['rollup_passes']} passes); median (best) of "
+          f"{args.runs} renders:\n")
     print("| page | median | best |")
     print("| --- | ---: | ---: |")
     for name, median, best in results:
