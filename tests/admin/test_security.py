@@ -42,6 +42,10 @@ def world(register, settings):  # type: ignore[no-untyped-def]
     JobEvent.objects.create(job_id=hostile.pk, type="failed", data={"error": SCRIPT})
     pending = make_job("pending", run_at=timezone.now() + timedelta(hours=1))
     failed = make_job("failed")
+    # Still retrying after a hostile failure: the Failures page's Retrying column and group.
+    make_job("pending", attempts=1, last_error=f"KeyError: {IMG}",
+             error_history=[{"attempt": 1, "error": f"KeyError: {IMG}", "traceback": "",
+                             "exception": SCRIPT}])
     Worker.objects.create(id=f"w{IMG}", hostname=SCRIPT, pid=1, concurrency=1, queues=[IMG])
     running = make_job("processing", lease_owner=f"w{IMG}", type_=SCRIPT)
     token = WaitToken.objects.create(job=pending, tags=[SCRIPT], output={"o": IMG})
@@ -65,6 +69,8 @@ def pages(world) -> list[str]:  # type: ignore[no-untyped-def]
     for query in ("status=failed", "attention=stuck", "attention=overdue", "attention=due",
                   "finished=24h", f"q={SCRIPT}", "error_group=0123456789ab",
                   f"error_group={SCRIPT}", "q=tag:x", "worker=x", "tag=x",
+                  "status=pending&error_group=0123456789ab", f"q=error:{SCRIPT}",
+                  f"q=payload:{SCRIPT}", f"q={IMG}",
                   "created_at__year=2030", "type=t.a&queue=default",
                   # an action named in a GET is never run
                   f"action=retry_selected&index=0&_selected_action={world['failed'].pk}"):
