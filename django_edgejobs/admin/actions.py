@@ -1,5 +1,5 @@
-"""Running an admin action over jobs: permission, confirmation above a cap, the service call,
-messages and ``LogEntry`` rows. The services do the writing (STYLE.md principle 10)."""
+"""Running an admin action over jobs: permission, confirmation above a cap (and always for a
+whole failure group), the service call, messages and ``LogEntry`` rows. The services do the writing (STYLE.md principle 10)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ class JobAction:
     log_change: bool = True  # False: the service logs itself (a deletion logs before it acts)
 
 
+def whole_group(request: HttpRequest) -> bool:
+    """All of a failure group (the Failures page's buttons): always asked first, since the
+    page's counts are from a moment ago and the confirmation shows what the action takes now."""
+    return request.POST.get("select_across") == "1" and bool(request.GET.get("error_group"))
+
+
 def require(model_admin, request: HttpRequest, action: JobAction) -> None:
     if not getattr(model_admin, f"has_{action.permission}_permission")(request):
         raise PermissionDenied
@@ -46,7 +52,8 @@ def run(model_admin, request: HttpRequest, queryset, action: JobAction,
     ids = list(queryset.order_by().values_list("id", flat=True)[:MAX_ROWS + 1])
     truncated = len(ids) > MAX_ROWS
     ids = ids[:MAX_ROWS]
-    needs_confirmation = action.always_confirm or len(ids) > CONFIRM_ABOVE
+    needs_confirmation = (action.always_confirm or whole_group(request)
+                          or len(ids) > CONFIRM_ABOVE)
     if confirm_page and needs_confirmation and request.POST.get("confirm") != "yes":
         return confirmation(model_admin, request, queryset, action, len(ids), truncated)
     changed = action.service(ids)
@@ -97,6 +104,7 @@ def confirmation(model_admin, request: HttpRequest, queryset, action: JobAction,
         "select_across": request.POST.get("select_across", "0"),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "confirm_above": CONFIRM_ABOVE,
+        "whole_group": whole_group(request),
     }
     return TemplateResponse(request, "admin/django_edgejobs/job/action_confirmation.html",
                             context)

@@ -159,7 +159,7 @@ def test_retry_a_failed_job_from_the_list(page, shots):  # type: ignore[no-untyp
     assert get_job(failed.pk).status == "pending"
 
 
-def test_retry_every_failure_of_one_group_in_three_interactions(page, shots):  # type: ignore[no-untyped-def]
+def test_retry_every_failure_of_one_group_in_three_interactions(page):  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
     def fail(error: str, exception: str) -> Job:
@@ -176,10 +176,11 @@ def test_retry_every_failure_of_one_group_in_three_interactions(page, shots):  #
     page.goto(f"{page.base}/admin/django_edgejobs/job/dashboard/")
     page.click("#failures-link")  # 1
     page.wait_for_selector("#failure-groups")
-    page.screenshot(path=str(shots / "admin-failures.png"), full_page=True)
     first = page.locator("tr.ej-failure-group").first
     assert "ConnectionError" in first.inner_text() and "smtp <n>.example.com" in first.inner_text()
-    first.locator("button.ej-retry-group").click()  # 2 (4 jobs: no confirmation page)
+    first.locator("button.ej-retry-group").click()  # 2
+    assert "Retry 4 jobs?" in page.inner_text("#confirm-summary")
+    page.click("#confirm-action")  # 3
     page.wait_for_selector(".messagelist")
     assert "4 jobs retried" in page.inner_text(".messagelist")
     assert {get_job(j.pk).status for j in smtp} == {"pending"}
@@ -283,7 +284,9 @@ def test_cancel_the_retrying_jobs_of_a_failure_group_in_three_interactions(page)
     page.click("a:text('Failures')")  # 1
     page.wait_for_selector("#failure-groups")
     assert "partner answered <n>" in page.inner_text("#failure-groups")
-    page.click("#failure-groups button.ej-cancel-group")  # 2 (3 jobs: no confirmation)
+    page.click("#failure-groups button.ej-cancel-group")  # 2
+    assert "Cancel 3 jobs?" in page.inner_text("#confirm-summary")
+    page.click("#confirm-action")  # 3
     page.wait_for_selector(".messagelist")
     assert {get_job(j.id).status for j in jobs} == {"cancelled"}
 

@@ -99,12 +99,32 @@ def test_retry_all_retries_the_group_and_nothing_else(admin_client, groups):
     html = admin_client.get(reverse(FAILURES) + "?since=all").content.decode()
     fp = fingerprint_of(groups["conn"][0])
     assert f'action="{reverse(LIST)}?status=failed&amp;error_group={fp}"' in html
+    # The whole group always asks first (3 jobs, under the list's threshold of 100): the
+    # page's counts are a moment old; the confirmation says what it takes now.
     response = retry_all(admin_client, fp, groups["conn"][0])
+    assert response.status_code == 200 and "<strong>3</strong> jobs" in response.content.decode()
+    assert {get_job(j.id).status for j in groups["conn"]} == {"failed"}
+    response = retry_all(admin_client, fp, groups["conn"][0], confirm="yes")
     assert response.status_code == 302
     assert {get_job(j.id).status for j in groups["conn"]} == {"pending"}
     assert {get_job(j.id).status for j in groups["value"] + groups["old"]} == {"failed"}
     assert set(LogEntry.objects.values_list("object_id", flat=True)) == {
         str(j.pk) for j in groups["conn"]}
+
+
+def test_retrying_selected_jobs_of_a_group_asks_only_above_the_threshold(admin_client, groups,
+                                                                         monkeypatch):
+    """Ticked rows of a group's list (not "all of the group") follow the list's rule."""
+    fp = fingerprint_of(groups["conn"][0])
+    url = reverse(LIST) + f"?status=failed&error_group={fp}"
+    data = {"action": "retry_selected", "index": "0",
+            "_selected_action": [str(j.id) for j in groups["conn"][:2]]}
+    assert admin_client.post(url, data).status_code == 302
+    assert [get_job(j.id).status for j in groups["conn"]] == ["pending", "pending", "failed"]
+    monkeypatch.setattr(job_actions, "CONFIRM_ABOVE", 0)
+    data["_selected_action"] = [str(groups["conn"][2].id)]
+    assert admin_client.post(url, data).status_code == 200
+    assert get_job(groups["conn"][2].id).status == "failed"
 
 
 def test_retry_all_of_a_large_group_asks_first(admin_client, groups, monkeypatch):
@@ -180,9 +200,12 @@ def test_jobs_still_retrying_after_a_groups_failure_are_counted_and_cancelled(
     # The count's link lists exactly those jobs; the button cancels exactly those.
     listed = admin_client.get(reverse(LIST), {"status": "pending", "error_group": fp})
     assert {j.id for j in listed.context["cl"].result_list} == {j.id for j in again}
-    response = admin_client.post(retrying_url.replace("&amp;", "&"), {
-        "action": "cancel_selected", "select_across": "1", "index": "0",
-        "_selected_action": str(again[0].id)})
+    cancel = {"action": "cancel_selected", "select_across": "1", "index": "0",
+              "_selected_action": str(again[0].id)}
+    response = admin_client.post(retrying_url.replace("&amp;", "&"), cancel)
+    assert response.status_code == 200 and "<strong>2</strong> jobs" in response.content.decode()
+    assert {get_job(j.id).status for j in again} == {"pending"}
+    response = admin_client.post(retrying_url.replace("&amp;", "&"), {**cancel, "confirm": "yes"})
     assert response.status_code == 302
     assert {get_job(j.id).status for j in again} == {"cancelled"}
     assert {get_job(j.id).status for j in (only, fine)} == {"pending"}
