@@ -1,5 +1,6 @@
 """Running an admin action over jobs: permission, confirmation above a cap (and always for a
-whole failure group), the service call, messages and ``LogEntry`` rows. The services do the writing (STYLE.md principle 10)."""
+whole failure group), the service call, messages and ``LogEntry`` rows. The services do the
+writing (STYLE.md principle 10)."""
 
 from __future__ import annotations
 
