@@ -9,7 +9,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import EdgeJobsError, InvalidPayload, PermanentError, Retry, UnknownJobType
+from .exceptions import (
+    EdgeJobsError,
+    InvalidPayload,
+    JobNotFound,
+    PermanentError,
+    Retry,
+    UnknownJobType,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -29,6 +36,7 @@ _LAZY = {
     "edit_all_pending": "services.lifecycle",
     "retry_all_failed": "services.lifecycle",
     "failure_groups": "services.failures",
+    "status_url": "services.status",
     "pause_queue": "services.queues",
     "resume_queue": "services.queues",
     "list_queues": "services.queues",
@@ -54,6 +62,7 @@ _LAZY = {
 __all__ = [
     "EdgeJobsError",
     "InvalidPayload",
+    "JobNotFound",
     "PermanentError",
     "Retry",
     "UnknownJobType",
@@ -85,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover
         resume_cron,
         trigger_cron,
     )
+    from .services.status import status_url
     from .services.tokens import TokenResult, complete_token, expire_timed_out_tokens, get_token
 
 

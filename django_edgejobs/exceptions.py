@@ -28,6 +28,10 @@ class InvalidStoredPayload(InvalidPayload, PermanentError):
     """A stored payload does not match its job type's schema; the job fails without retries."""
 
 
+class JobNotFound(EdgeJobsError, LookupError):
+    """No job has this id."""
+
+
 class LeaseLost(EdgeJobsError):
     """This worker no longer holds the job's lease (it was reclaimed or finished elsewhere)."""
 

@@ -7,6 +7,7 @@ why, only when it is not there. Screenshots go to ``$EDGEJOBS_SCREENSHOT_DIR`` w
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -357,3 +358,39 @@ def test_screenshots_at_1440_px(page, shots):  # type: ignore[no-untyped-def]
         page.wait_for_selector("#content-main")
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 1440, url
         page.screenshot(path=str(shots / shot), full_page=True)
+
+
+def test_a_page_follows_a_job_to_completion_with_the_status_script(browser, live_server,  # type: ignore[no-untyped-def]
+                                                                   register):
+    """``status_url`` and ``edgejobs-status.js`` on a plain page (testproject's
+    ``/follow/<id>/``), no login: updates arrive, unchanged polls are 304s, the end is
+    reported once with the (redacted) result."""
+    from django_edgejobs.testing import run_jobs
+
+    def export(payload, ctx):  # type: ignore[no-untyped-def]
+        ctx.set_progress(60)
+        return {"rows": 3, "api_key": "sk-live"}
+
+    register("t.export", export)
+    job = enqueue("t.export")
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/edgejobs/status/" in r.url
+            else None)
+    with page.expect_response(lambda r: "/edgejobs/status/" in r.url and r.status == 304):
+        page.goto(f"{live_server.url}/follow/{job.id}/")
+    assert page.inner_text("#status") == "pending"
+    assert run_jobs() == 1
+    page.wait_for_function("document.getElementById('done').textContent !== ''")
+    assert page.inner_text("#done") == 'done: {"rows":3,"api_key":"********"}'
+    assert page.inner_text("#status") == "completed"
+    updates = page.locator("#updates li").all_inner_texts()
+    assert updates[0] == "pending null" and updates[-1].startswith("completed")
+    # A 304 while nothing changed calls no onUpdate: no state twice in a row (a poll may
+    # have caught the job processing).
+    assert all(a != b for a, b in itertools.pairwise(updates))
+    assert all(u.startswith("processing") for u in updates[1:-1])
+    assert 304 in statuses and statuses.count(200) == len(updates)
+    context.close()
