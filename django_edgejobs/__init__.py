@@ -22,6 +22,8 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "job": "handlers",
+    "JobHandler": "handlers",
+    "JobContext": "runtime.context",
     "enqueue": "services.enqueue",
     "enqueue_many": "services.enqueue",
     "enqueue_on_commit": "services.enqueue",
@@ -59,18 +61,56 @@ _LAZY = {
     "cleanup_old_job_events": "runtime.supervisor",
 }
 
-__all__ = [
+__all__ = [  # explicit, so type checkers see every export (the lazy ones too)
     "EdgeJobsError",
+    "FailureGroup",
     "InvalidPayload",
+    "JobContext",
+    "JobHandler",
     "JobNotFound",
     "PermanentError",
+    "QueueInfo",
+    "RateLimit",
     "Retry",
+    "TokenResult",
     "UnknownJobType",
-    *_LAZY,
+    "add_cron",
+    "cancel_all_upcoming",
+    "cancel_job",
+    "cleanup_old_job_events",
+    "cleanup_old_jobs",
+    "complete_token",
+    "edit_all_pending",
+    "edit_cron",
+    "edit_job",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_on_commit",
+    "expire_timed_out_tokens",
+    "failure_groups",
+    "get_job",
+    "get_job_events",
+    "get_jobs_by_tags",
+    "get_token",
+    "job",
+    "list_crons",
+    "list_jobs",
+    "list_queues",
+    "pause_cron",
+    "pause_queue",
+    "reclaim_stuck_jobs",
+    "remove_cron",
+    "resume_cron",
+    "resume_queue",
+    "retry_all_failed",
+    "retry_job",
+    "status_url",
+    "trigger_cron",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .handlers import job
+    from .handlers import JobHandler, job
+    from .runtime.context import JobContext
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
     from .services.enqueue import enqueue, enqueue_many, enqueue_on_commit
     from .services.failures import FailureGroup, failure_groups
