@@ -435,6 +435,11 @@ def resolve_task_type(name: str) -> JobType:
     )
 
 
+class TaskFailed(Exception):
+    """The stored error of a failed task, re-raised only to hand it to Django's
+    ``task_finished`` logger (see ``_send_task_finished``)."""
+
+
 def run_task(job: Job, base: Task) -> Any:
     """One attempt of a task job, as Django's ImmediateBackend runs one: ``task_started``,
     the call (with a TaskContext when the Task takes one), the return value normalised."""
@@ -465,4 +470,16 @@ def _send_task_finished(sender: Any, job: Job, **kwargs: Any) -> None:
     except UnknownJobType as exc:
         logger.warning("job=%s: no task_finished signal: %s", job.id, exc)
         return
-    task_finished.send(_sender(result.backend), task_result=result)
+    if result.status != TaskResultStatus.FAILED or not result.errors:
+        task_finished.send(_sender(result.backend), task_result=result)
+        return
+    # Django's own backends send task_finished inside the handler's ``except``, and its
+    # "django.tasks" logger logs the failure with that exception (sys.exc_info()). The job
+    # failed in a worker thread, maybe another process, and its exception is gone: the
+    # signal is sent while a TaskFailed carrying the stored traceback is being handled, so
+    # the log shows what went wrong, as Django's does.
+    error = result.errors[-1]
+    try:
+        raise TaskFailed(f"{error.exception_class_path}\n{error.traceback}".rstrip())
+    except TaskFailed:
+        task_finished.send(_sender(result.backend), task_result=result)

@@ -231,6 +231,33 @@ def test_exceptions_fail_the_task_with_path_and_traceback(task_, exception, mess
     assert result.args == [] and result.kwargs == {} and result.task == task_
 
 
+def test_outcomes_are_logged_on_the_django_tasks_logger_as_djangos_backends_do(
+        caplog, django_capture_on_commit_callbacks):
+    """Django's ImmediateBackend tests: enqueued (DEBUG), state=RUNNING and state=SUCCESSFUL
+    (INFO), each with the task's id; a failure at ERROR with the exception's message (its
+    stored traceback: the exception itself is gone once the worker wrote the outcome)."""
+    with caplog.at_level("DEBUG", logger="django.tasks"):
+        with django_capture_on_commit_callbacks(execute=True):  # task_enqueued: on commit
+            result = t.noop_task.enqueue()
+        run_jobs()
+    lines = [r.getMessage() for r in caplog.records if r.name == "django.tasks"]
+    assert len(lines) == 3, lines
+    assert "enqueued" in lines[0] and "state=RUNNING" in lines[1]
+    assert "state=SUCCESSFUL" in lines[2] and all(result.id in line for line in lines)
+    assert not any("NoneType" in r.getMessage() or r.exc_info for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="django.tasks"):
+        with django_capture_on_commit_callbacks(execute=True):
+            failed = t.failing_task_value_error.enqueue()
+        run_jobs()
+    records = [r for r in caplog.records if r.name == "django.tasks"]
+    assert [r.levelname for r in records] == ["DEBUG", "INFO", "ERROR"]
+    assert "state=FAILED" in records[2].getMessage() and failed.id in records[2].getMessage()
+    error_text = caplog.text.split("state=FAILED", 1)[1]
+    assert "This Task failed due to ValueError" in error_text
+    assert "builtins.ValueError" in error_text
+
+
 def test_complex_exception_and_unserialisable_return_value():
     exc_result = t.complex_exception.enqueue()
     value_result = t.complex_return_value.enqueue()
