@@ -21,10 +21,10 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from django_edgejobs import enqueue, get_job
-from django_edgejobs.management.commands.edgejobs import DETAIL_KEYS, JOB_KEYS
 from django_edgejobs.models import Job, JobStatus
 from django_edgejobs.models import Worker as WorkerRow
 from django_edgejobs.runtime.worker import Worker
+from django_edgejobs.services.export import DETAIL_KEYS, JOB_KEYS
 
 pytestmark = pytest.mark.django_db
 

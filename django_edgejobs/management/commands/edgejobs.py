@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -31,16 +31,10 @@ from ... import (
     retry_job,
 )
 from ...conf import get_settings
+from ...services.export import JOB_KEYS, job_dict
+from ...services.export import when as _when
 from ...services.jobs import parse_job_id
 from ...services.stats import COUNT_KEYS, count_finished_jobs, queue_stats
-
-#: The keys of a job in ``list --json`` (and the first keys of ``show --json``).
-JOB_KEYS = ("id", "type", "queue", "status", "priority", "attempts", "max_attempts", "run_at",
-            "expires_at", "created_at", "started_at", "completed_at", "tags",
-            "idempotency_key", "progress", "last_error")
-#: The further keys of ``show --json``.
-DETAIL_KEYS = ("payload", "result", "timeout", "retry_delay", "retry_backoff",
-               "retry_delay_max", "worker", "error_history", "events")
 
 
 def _non_negative_int(value: str) -> int:
@@ -63,10 +57,6 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _shown_when(value: datetime | None) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -83,29 +73,6 @@ def _age(seconds: float | None) -> str:
 def _cut(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def job_dict(job: Any, *, detail: bool = False, events: Iterable[Any] = ()) -> dict[str, Any]:
-    """A job as JSON-ready data with the documented keys."""
-    out = {
-        "id": str(job.id), "type": job.type, "queue": job.queue, "status": job.status,
-        "priority": job.priority, "attempts": job.attempts, "max_attempts": job.max_attempts,
-        "run_at": _when(job.run_at), "expires_at": _when(job.expires_at),
-        "created_at": _when(job.created_at), "started_at": _when(job.started_at),
-        "completed_at": _when(job.completed_at), "tags": list(job.tags),
-        "idempotency_key": job.idempotency_key, "progress": job.progress,
-        "last_error": job.last_error,
-    }
-    if detail:
-        out.update({
-            "payload": job.payload, "result": job.result, "timeout": job.timeout,
-            "retry_delay": job.retry_delay, "retry_backoff": job.retry_backoff,
-            "retry_delay_max": job.retry_delay_max, "worker": job.lease_owner or None,
-            "error_history": list(job.error_history),
-            "events": [{"type": e.type, "at": _when(e.created_at), "data": e.data}
-                       for e in events],
-        })
-    return out
 
 
 class Command(BaseCommand):
