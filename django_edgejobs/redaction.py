@@ -37,3 +37,14 @@ def redact(value: Any, keys: Iterable[str] | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [redact(v, keys) for v in value]
     return value
+
+
+def shorten_strings(value: Any, limit: int) -> Any:
+    """A copy of a JSON value with every string longer than ``limit`` cut, saying how much."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… ({len(value) - limit:,} more characters)"
+    if isinstance(value, dict):
+        return {k: shorten_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shorten_strings(v, limit) for v in value]
+    return value

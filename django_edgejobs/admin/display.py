@@ -10,7 +10,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..redaction import MASK, is_secret, redact, redact_keys
+from ..redaction import MASK as MASK  # re-exported: the admin's names since round one
+from ..redaction import is_secret as is_secret
+from ..redaction import redact as redact
+from ..redaction import redact_keys as redact_keys
+from ..redaction import shorten_strings
 
 #: A string value longer than this is cut inside the JSON tree.
 MAX_STRING = 2_000
@@ -18,19 +22,6 @@ MAX_STRING = 2_000
 MAX_TEXT = 20_000
 #: Tracebacks keep their end (where the error is), up to this many characters.
 MAX_TRACEBACK = 10_000
-
-__all__ = ["MASK", "is_secret", "redact", "redact_keys"]  # re-exported: ..redaction's
-
-
-def _shorten_strings(value: Any, limit: int) -> Any:
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]}… ({len(value) - limit:,} more characters)"
-    if isinstance(value, dict):
-        return {k: _shorten_strings(v, limit) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shorten_strings(v, limit) for v in value]
-    return value
-
 
 def truncate(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
@@ -48,7 +39,7 @@ def truncate_start(text: str, limit: int = MAX_TRACEBACK) -> str:
 def pretty_json(value: Any, *, limit: int = MAX_TEXT, string_limit: int = MAX_STRING,
                 keys: Iterable[str] | None = None) -> str:
     """Indented JSON of ``value`` with secrets masked and long values cut."""
-    safe = _shorten_strings(redact(value, keys), string_limit)
+    safe = shorten_strings(redact(value, keys), string_limit)
     text = json.dumps(safe, indent=2, ensure_ascii=False, sort_keys=False, default=str)
     return truncate(text, limit)
 
