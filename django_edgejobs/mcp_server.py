@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 
+from .models import JobEvent
 from .redaction import redact, shorten_strings
+from .services.export import job_dict
+from .services.failures import failure_groups
+from .services.jobs import get_job, get_job_events, list_jobs
+from .services.lifecycle import cancel_job, retry_all_failed, retry_job
+from .services.queues import pause_queue, resume_queue
+from .services.schedules import list_crons, trigger_cron
+from .services.stats import queue_stats
+from .services.tokens import complete_token
 
 #: Longest string value in a tool's answer (the rest is cut, saying how much).
 MAX_STRING = 2_000
@@ -98,9 +108,6 @@ class Tools:
                   before: str | None = None) -> list[dict[str, Any]]:
         """Jobs matching every filter, newest first; ``before`` (a job id from the last
         page) gives the next page. Times are ISO 8601. At most 200 per call."""
-        from .services.export import job_dict
-        from .services.jobs import list_jobs
-
         self._require(VIEW_JOB)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
             raise Refused(f"limit must be an integer from 1 to {MAX_LIST}, got {limit!r}")
@@ -114,9 +121,6 @@ class Tools:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """One job with its payload, result, error history and latest events."""
-        from .models import JobEvent
-        from .services.export import job_dict
-        from .services.jobs import get_job
 
         self._require(VIEW_JOB)
         job = get_job(job_id)
@@ -127,15 +131,12 @@ class Tools:
 
     def get_job_events(self, job_id: str) -> list[dict[str, Any]]:
         """The job's events, oldest first."""
-        from .services.jobs import get_job_events
-
         self._require(VIEW_JOB)
         return public([{"type": e.type, "at": e.created_at, "data": e.data}
                        for e in get_job_events(job_id)])
 
     def queue_stats(self) -> dict[str, Any]:
         """Per queue: jobs by status, due jobs, the oldest due job's age."""
-        from .services.stats import queue_stats
 
         self._require(VIEW_JOB)
         return public(queue_stats())
@@ -143,17 +144,12 @@ class Tools:
     def failure_groups(self, since: str | None = None, type: str | None = None,
                        queue: str | None = None) -> list[dict[str, Any]]:
         """Failed jobs grouped by exception class and normalised message, largest first."""
-        from dataclasses import asdict
-
-        from .services.failures import failure_groups
-
         self._require(VIEW_JOB)
         return public([asdict(g) for g in failure_groups(since=_time(since, "since"),
                                                          type=type, queue=queue)])
 
     def list_crons(self, status: str | None = None) -> list[dict[str, Any]]:
         """The cron schedules ("active", "paused" or all)."""
-        from .services.schedules import list_crons
 
         self._require(VIEW_SCHEDULE)
         return public([{"name": s.name, "cron": s.cron, "timezone": s.timezone,
@@ -165,14 +161,11 @@ class Tools:
 
     def retry_job(self, job_id: str) -> dict[str, Any]:
         """Retry a failed or cancelled job (its attempts start again)."""
-        from .services.lifecycle import retry_job
-
         self._require(RETRY)
         return {"job_id": job_id, "retried": retry_job(job_id)}
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Cancel a pending or waiting job."""
-        from .services.lifecycle import cancel_job
 
         self._require(CANCEL)
         return {"job_id": job_id, "cancelled": cancel_job(job_id)}
@@ -182,37 +175,29 @@ class Tools:
                          error_group: str | None = None) -> dict[str, Any]:
         """Retry every failed job matching the filters (``error_group``: a failure group's
         fingerprint); returns how many."""
-        from .services.lifecycle import retry_all_failed
-
         self._require(RETRY)
         return {"retried": retry_all_failed(type=type, queue=queue, tags=tags,
                                             tag_mode=tag_mode, error_group=error_group)}
 
     def pause_queue(self, queue: str) -> dict[str, Any]:
         """Stop every worker from claiming the queue's jobs (they still enqueue)."""
-        from .services.queues import pause_queue
 
         self._require(PAUSE)
         return {"queue": queue, "paused": pause_queue(queue)}
 
     def resume_queue(self, queue: str) -> dict[str, Any]:
         """Let workers claim the queue's jobs again."""
-        from .services.queues import resume_queue
-
         self._require(PAUSE)
         return {"queue": queue, "resumed": resume_queue(queue)}
 
     def trigger_cron(self, name: str) -> dict[str, Any]:
         """Run the schedule now; returns the job (a run still active is returned instead)."""
-        from .services.schedules import trigger_cron
 
         self._require(RUN_SCHEDULE)
         return {"name": name, "job_id": str(trigger_cron(name).id)}
 
     def complete_token(self, token_id: str, output: Any = None) -> dict[str, Any]:
         """Complete a wait token with ``output`` (JSON); its job resumes."""
-        from .services.tokens import complete_token
-
         self._require(COMPLETE_TOKEN)
         return {"token_id": token_id, "completed": complete_token(token_id, output)}
 
