@@ -121,7 +121,6 @@ class Tools:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """One job with its payload, result, error history and latest events."""
-
         self._require(VIEW_JOB)
         job = get_job(job_id)
         if job is None:
@@ -137,7 +136,6 @@ class Tools:
 
     def queue_stats(self) -> dict[str, Any]:
         """Per queue: jobs by status, due jobs, the oldest due job's age."""
-
         self._require(VIEW_JOB)
         return public(queue_stats())
 
@@ -150,7 +148,6 @@ class Tools:
 
     def list_crons(self, status: str | None = None) -> list[dict[str, Any]]:
         """The cron schedules ("active", "paused" or all)."""
-
         self._require(VIEW_SCHEDULE)
         return public([{"name": s.name, "cron": s.cron, "timezone": s.timezone,
                         "type": s.type, "enabled": s.enabled, "queue": s.queue,
@@ -166,7 +163,6 @@ class Tools:
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Cancel a pending or waiting job."""
-
         self._require(CANCEL)
         return {"job_id": job_id, "cancelled": cancel_job(job_id)}
 
@@ -181,7 +177,6 @@ class Tools:
 
     def pause_queue(self, queue: str) -> dict[str, Any]:
         """Stop every worker from claiming the queue's jobs (they still enqueue)."""
-
         self._require(PAUSE)
         return {"queue": queue, "paused": pause_queue(queue)}
 
@@ -192,7 +187,6 @@ class Tools:
 
     def trigger_cron(self, name: str) -> dict[str, Any]:
         """Run the schedule now; returns the job (a run still active is returned instead)."""
-
         self._require(RUN_SCHEDULE)
         return {"name": name, "job_id": str(trigger_cron(name).id)}
 
