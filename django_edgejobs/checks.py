@@ -111,7 +111,8 @@ def _value_problem(name: str, value: Any) -> str | None:
     elif name in _NON_NEGATIVE_NUMBER:
         if not _is_number(value) or value < 0:
             return "must be a number >= 0"
-    elif name in ("DEFAULT_RETRY_BACKOFF", "PREPARED_STATEMENTS") and not isinstance(value, bool):
+    elif (name in ("DEFAULT_RETRY_BACKOFF", "PREPARED_STATEMENTS", "TRACING")
+          and not isinstance(value, bool)):
         return "must be True or False"
     elif name == "POOLER" and (not isinstance(value, str) or value not in POOLER_MODES):
         return "must be one of " + ", ".join(repr(mode) for mode in POOLER_MODES)

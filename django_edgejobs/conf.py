@@ -74,6 +74,8 @@ class EdgeJobsSettings:
     #: watchdog closes its connection (the thread retries on a new one); still stuck as long
     #: again, the process exits with status 75 for its process manager to restart it.
     WATCHDOG_TIMEOUT: float = 15.0
+    #: OpenTelemetry spans and metrics when ``opentelemetry-api`` is installed; False: none.
+    TRACING: bool = True
 
 
 KNOWN_KEYS = frozenset(f.name for f in fields(EdgeJobsSettings))

@@ -126,6 +126,9 @@ class Job(models.Model):
     rate_key = models.CharField(max_length=255, blank=True, default="")
     rate_limit = models.PositiveIntegerField(null=True, blank=True)
     rate_period = models.FloatField(null=True, blank=True)
+    #: OpenTelemetry: the enqueue's trace context (``{"traceparent": ...}`` as JSON text),
+    #: the parent of each attempt's span ("" without tracing; ``telemetry.py``).
+    trace_context = models.CharField(max_length=1024, blank=True, default="")
 
     objects = JobQuerySet.as_manager()
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from .. import telemetry
 from ..conf import get_settings
 from ..exceptions import PermanentError, Retry, UnknownJobType, Wait
 from ..services.retry import retry_delay
@@ -126,10 +127,12 @@ def timeout_failure(job: Job, ctx: JobContext) -> Finish:
 def execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
     """Run the handler once and turn what happened into a Finish (stamped with when the
     handler began and ended, for the job's ``started_at`` and ``completed_at``)."""
-    outcome = _execute(registry, job, ctx)
-    outcome.events = list(ctx.events)
-    if ctx.started is not None:
-        outcome.ran = (ctx.started, time.monotonic())
+    with telemetry.consuming(job) as done:  # an OpenTelemetry CONSUMER span, when installed
+        outcome = _execute(registry, job, ctx)
+        outcome.events = list(ctx.events)
+        if ctx.started is not None:
+            outcome.ran = (ctx.started, time.monotonic())
+        done(outcome)
     return outcome
 
 

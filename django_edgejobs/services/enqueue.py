@@ -12,7 +12,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
-from .. import signals
+from .. import signals, telemetry
 from ..conf import get_settings
 from ..exceptions import UnknownJobType
 from ..models import Job
@@ -259,12 +259,13 @@ def _write(jobs: list) -> list:
     store = get_store()
     limited = {j.queue for j in jobs if j.concurrency_limit is not None
                or j.rate_limit is not None}
-    if limited:  # the workers of these queues must also run the limited claim
-        with transaction.atomic(using=store.alias):
-            store.mark_limited(sorted(limited))
+    with telemetry.producing(jobs):  # an OpenTelemetry PRODUCER span, when installed
+        if limited:  # the workers of these queues must also run the limited claim
+            with transaction.atomic(using=store.alias):
+                store.mark_limited(sorted(limited))
+                written = store.insert(jobs)
+        else:
             written = store.insert(jobs)
-    else:
-        written = store.insert(jobs)
     if signals.job_enqueued.has_listeners():
         fresh = [j for j, built in zip(written, jobs, strict=True) if j is built]
 
