@@ -6,15 +6,16 @@ messaging semantic conventions' attributes, its error recorded and its status se
 through the metrics API: an outcomes counter, wait-time and run-time histograms and a
 queue-depth gauge.
 
-Nothing here imports OpenTelemetry unless it is installed; without an SDK configured by the
-project the API's no-op tracer and meter cost a few microseconds per job."""
+Nothing here imports OpenTelemetry unless it is installed. With the API installed but no SDK
+configured (no tracer provider or meter provider set), nothing is done either: the API's
+no-op objects still cost about 25 µs per job, a tenth of a no-op job's whole cost."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,19 @@ def enabled() -> bool:
     return get_settings().TRACING is not False and _api() is not None
 
 
+_tracers: dict[int, Any] = {}
+
+
 def _tracer() -> Any:
-    return _api()["trace"].get_tracer(SYSTEM, __version__)
+    """The tracer of the configured tracer provider, or None when none is configured."""
+    trace = _api()["trace"]
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    found = _tracers.get(id(provider))
+    if found is None:
+        found = _tracers[id(provider)] = provider.get_tracer(SYSTEM, __version__)
+    return found
 
 
 class _Instruments:
@@ -72,11 +84,19 @@ _instruments: dict[int, _Instruments] = {}
 
 
 def _meter_provider() -> Any:
-    return _api()["metrics"].get_meter_provider()
+    """The configured meter provider, or None when none is configured."""
+    metrics = _api()["metrics"]
+    provider = metrics.get_meter_provider()
+    # The API's stand-in until a provider is set, and its no-op one.
+    if type(provider).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
+        return None
+    return provider
 
 
-def _metrics() -> _Instruments:
+def _metrics() -> _Instruments | None:
     provider = _meter_provider()
+    if provider is None:
+        return None
     found = _instruments.get(id(provider))
     if found is None:
         found = _instruments[id(provider)] = _Instruments(
@@ -95,10 +115,15 @@ def _observe_depth(options: Any) -> Iterator[Any]:
         yield Observation(row["n"], {"messaging.destination.name": row["queue"]})
 
 
+def _nothing(outcome: Finish) -> None:
+    """``consuming``'s ``done`` when nothing is configured."""
+
+
 @contextmanager
 def producing(jobs: Sequence[Job]) -> Iterator[None]:
     """A PRODUCER span around writing ``jobs``; its context goes on each job."""
-    if not jobs or not enabled():
+    tracer = _tracer() if jobs and enabled() else None
+    if tracer is None:
         yield
         return
     api = _api()
@@ -113,7 +138,7 @@ def producing(jobs: Sequence[Job]) -> Iterator[None]:
     else:
         attributes["messaging.batch.message_count"] = len(jobs)
     name = f"send {queues[0]}" if len(queues) == 1 else "send"
-    with _tracer().start_as_current_span(name, kind=api["trace"].SpanKind.PRODUCER,
+    with tracer.start_as_current_span(name, kind=api["trace"].SpanKind.PRODUCER,
                                          attributes=attributes):
         carrier: dict[str, str] = {}
         api["propagate"].inject(carrier)
@@ -128,8 +153,10 @@ def producing(jobs: Sequence[Job]) -> Iterator[None]:
 def consuming(job: Job) -> Iterator[Callable[[Finish], None]]:
     """A CONSUMER span around one attempt of ``job``, the child of its producer's context;
     yields ``done(outcome)``, which records the outcome on the span and in the metrics."""
-    if not enabled():
-        yield lambda outcome: None
+    tracer = _tracer() if enabled() else None
+    instruments = _metrics() if enabled() else None
+    if tracer is None and instruments is None:
+        yield _nothing
         return
     api = _api()
     parent = None
@@ -143,23 +170,27 @@ def consuming(job: Job) -> Iterator[Callable[[Finish], None]]:
                   "messaging.destination.name": job.queue,
                   "messaging.message.id": str(job.id), "edgejobs.job.type": job.type,
                   "edgejobs.job.attempt": job.attempts}
-    instruments = _metrics()
     began = time.monotonic()
     wait = (timezone.now() - job.run_at).total_seconds() if job.run_at else None
-    with _tracer().start_as_current_span(f"process {job.type}", context=parent,
-                                         kind=api["trace"].SpanKind.CONSUMER,
-                                         attributes=attributes,
-                                         record_exception=False) as span:
+    span_cm = (tracer.start_as_current_span(f"process {job.type}", context=parent,
+                                            kind=api["trace"].SpanKind.CONSUMER,
+                                            attributes=attributes, record_exception=False)
+               if tracer is not None else nullcontext(None))
+    with span_cm as span:
 
         def done(outcome: Finish) -> None:
             labels = {"messaging.destination.name": job.queue, "edgejobs.job.type": job.type,
                       "edgejobs.outcome": outcome.kind}
+            if instruments is not None:
+                instruments.outcomes.add(1, labels)
+                ran = (outcome.ran[1] - outcome.ran[0] if outcome.ran
+                       else time.monotonic() - began)
+                instruments.run_time.record(max(ran, 0.0), labels)
+                if wait is not None:
+                    instruments.wait_time.record(max(wait, 0.0), labels)
+            if span is None:
+                return
             span.set_attribute("edgejobs.outcome", outcome.kind)
-            instruments.outcomes.add(1, labels)
-            ran = (outcome.ran[1] - outcome.ran[0]) if outcome.ran else time.monotonic() - began
-            instruments.run_time.record(max(ran, 0.0), labels)
-            if wait is not None:
-                instruments.wait_time.record(max(wait, 0.0), labels)
             if outcome.kind in ERRORS:
                 exception_type, _, message = outcome.error.partition(": ")
                 span.add_event("exception", {"exception.type": exception_type,

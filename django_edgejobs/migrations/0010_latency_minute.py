@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
                 ('completed', models.PositiveIntegerField(default=0)),
                 ('wait', models.JSONField(default=dict)),
                 ('run', models.JSONField(default=dict)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('rolled_at', models.DateTimeField()),
             ],
             options={
                 'db_table': 'edgejobs_latency_minute',

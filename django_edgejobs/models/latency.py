@@ -15,7 +15,8 @@ class LatencyMinute(models.Model):
     completed = models.PositiveIntegerField(default=0)
     wait = models.JSONField(default=dict)
     run = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(auto_now=True)
+    #: When it was last rolled, on the database's clock (the pass's ``now``).
+    rolled_at = models.DateTimeField()
 
     class Meta:
         db_table = "edgejobs_latency_minute"

@@ -26,6 +26,8 @@ class Service:
     """One background duty. Subclasses set ``name`` and implement ``run_once``."""
 
     name = "service"
+    #: Seconds from the loop's start to the first pass (0: at once).
+    first_delay = 0.0
 
     @property
     def interval(self) -> float:
@@ -140,7 +142,8 @@ class ServiceLoop:
                 except Exception:
                     logger.exception("%s: start failed", service.name)
                     reset_connection(self.alias)
-            due: dict[str, float] = {}
+            due: dict[str, float] = {s.name: time.monotonic() + s.first_delay
+                                     for s in self.services if s.first_delay}
             while not self._stop.is_set():
                 self._stop.wait(self.run_due(due))
         finally:

@@ -2,18 +2,17 @@
 (``LatencyMinute``), so the dashboard's percentiles come from every job at a cost set by the
 window, not by the table.
 
-A minute is rolled once it has closed (plus ``GRACE``), then again on the next passes up to
-``REVISIT`` after: a completion is stamped with its handler's end and may be written a moment
-later, into a minute already rolled. A completion written later still (an outage of the
-database longer than that) is left out of the rollup. Rolling is idempotent (an upsert of the
-whole minute), so any number of processes may do it at once."""
+A minute is rolled twice: once it has closed (plus ``GRACE``), and a last time ``REVISIT``
+after: a completion is stamped with its handler's end and may be written a moment later,
+into a minute already rolled. A completion written later still (an outage of the database
+longer than that) is left out of the rollup. Each roll reads the minute's completed jobs once
+(at 10,000 jobs/s, 600,000 rows twice a minute, about 3% of one core). Rolling is idempotent
+(an upsert of the whole minute), so any number of processes may do it at once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-
-from django.utils import timezone
 
 from .. import latency
 from ..models import Job, JobStatus, LatencyMinute
@@ -21,14 +20,13 @@ from ..models import Job, JobStatus, LatencyMinute
 MINUTE = timedelta(minutes=1)
 #: A minute is rolled this long after it closed.
 GRACE = timedelta(seconds=10)
-#: ... and rolled again until this long after it closed (by any process: a minute another
-#: process rolled within ``FRESH`` is skipped, so N workers do not do the work N times).
+#: ... and a last time this long after it closed.
 REVISIT = timedelta(minutes=2)
-FRESH = timedelta(seconds=10)
 #: How far back a pass fills minutes that have no rollup (the dashboard shows 24 hours).
 HORIZON = timedelta(hours=24)
-#: Most minutes one pass rolls (newest first): a fresh install fills its day over a few passes.
-PER_PASS = 120
+#: Most minutes one pass rolls (newest first): a fresh install fills its day over a few
+#: minutes of passes, without a burst of queries at a worker's start.
+PER_PASS = 60
 #: Rollups older than this are deleted.
 KEEP = timedelta(hours=48)
 
@@ -69,39 +67,41 @@ def measure(start: datetime, end: datetime) -> tuple[int, latency.Histogram, lat
     return n, waits, runs
 
 
-def roll(minutes: Iterable[datetime]) -> int:
-    """Write (or rewrite) the rollup of these minutes; returns how many."""
+def roll(minutes: Iterable[datetime], now: datetime) -> int:
+    """Write (or rewrite) the rollup of these minutes, rolled at ``now``; returns how many."""
     rows = []
     for minute in minutes:
         n, waits, runs = measure(minute, minute + MINUTE)
         rows.append(LatencyMinute(minute=minute, completed=n, wait=latency.to_json(waits),
-                                  run=latency.to_json(runs)))
+                                  run=latency.to_json(runs), rolled_at=now))
     if rows:
         LatencyMinute.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["minute"],
-            update_fields=["completed", "wait", "run", "updated_at"])
+            update_fields=["completed", "wait", "run", "rolled_at"])
     return len(rows)
 
 
 def due_minutes(now: datetime) -> list[datetime]:
-    """The minutes a pass at ``now`` rolls: the recently closed ones (again, unless rolled
-    within ``FRESH``), then the ones of the last ``HORIZON`` with no rollup, newest first, at
-    most ``PER_PASS``."""
-    closed_by = now - GRACE
-    recent = closed_minutes(closed_by - MINUTE - REVISIT, closed_by - MINUTE + timedelta(
-        microseconds=1))
-    horizon = closed_minutes(now - HORIZON, closed_by - MINUTE - REVISIT)
+    """The minutes a pass at ``now`` rolls, newest first, at most ``PER_PASS``: those of the
+    last ``HORIZON`` that closed ``GRACE`` ago and have no rollup, and those whose last roll
+    is due (``REVISIT`` after they closed) but was not done after that moment."""
     have = dict(LatencyMinute.objects.filter(minute__gte=now - HORIZON)
-                .values_list("minute", "updated_at"))
-    fresh = timezone.now() - FRESH  # updated_at is this host's clock (auto_now)
-    again = [m for m in reversed(recent) if m not in have or have[m] < fresh]
-    missing = [m for m in reversed(horizon) if m not in have]
-    return (again + missing)[:PER_PASS]
+                .values_list("minute", "rolled_at"))
+    due = []
+    for minute in reversed(closed_minutes(now - HORIZON, now - GRACE - MINUTE
+                                          + timedelta(microseconds=1))):
+        rolled = have.get(minute)
+        last = minute + MINUTE + REVISIT
+        if rolled is None or (now >= last and rolled < last):
+            due.append(minute)
+            if len(due) == PER_PASS:
+                break
+    return due
 
 
 def roll_due(now: datetime) -> int:
     """One pass: roll the due minutes, delete rollups past ``KEEP``."""
-    done = roll(due_minutes(now))
+    done = roll(due_minutes(now), now)
     LatencyMinute.objects.filter(minute__lt=now - KEEP).delete()
     return done
 

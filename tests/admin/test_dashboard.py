@@ -107,14 +107,17 @@ def test_the_rollup_rolls_closed_minutes_again_for_late_completions_and_fills_ga
     finished("completed", now - minute - timedelta(seconds=1))  # in that minute
     rollup.roll_due(now)
     assert LatencyMinute.objects.get(minute=minute).completed == 1
-    # A completion written late into the same minute is counted on a later pass; not on one
-    # within FRESH of the last roll (by this process or another).
+    # A completion written late into the same minute: not counted by the next passes (a
+    # minute is rolled twice, not at every pass), counted by its last roll, REVISIT after it
+    # closed; after that, never rolled again.
     finished("completed", now - minute - timedelta(seconds=2))
     rollup.roll_due(now)
     assert LatencyMinute.objects.get(minute=minute).completed == 1
-    LatencyMinute.objects.update(updated_at=timezone.now() - rollup.FRESH)
-    rollup.roll_due(now + timedelta(seconds=20))
+    last = minute + rollup.MINUTE + rollup.REVISIT
+    assert minute in rollup.due_minutes(last) and minute not in rollup.due_minutes(now)
+    rollup.roll_due(last)
     assert LatencyMinute.objects.get(minute=minute).completed == 2
+    assert minute not in rollup.due_minutes(last + timedelta(minutes=5))
     # Minutes of the last day without a rollup are filled, newest first, PER_PASS a pass.
     old = rollup.floor_minute(now - timedelta(hours=5))
     finished("completed", now - old - timedelta(seconds=30))
@@ -126,7 +129,7 @@ def test_the_rollup_rolls_closed_minutes_again_for_late_completions_and_fills_ga
         assert passes < 20
     assert LatencyMinute.objects.get(minute=old).completed == 1
     # Older than KEEP: deleted.
-    LatencyMinute.objects.create(minute=rollup.floor_minute(now - timedelta(days=3)))
+    LatencyMinute.objects.create(minute=rollup.floor_minute(now - timedelta(days=3)), rolled_at=now)
     rollup.roll_due(now)
     assert not LatencyMinute.objects.filter(minute__lt=now - rollup.KEEP).exists()
 

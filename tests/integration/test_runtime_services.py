@@ -165,6 +165,24 @@ def test_a_loop_counts_passes_survives_a_failing_one_and_closes(caplog):
     assert not loop.wait_for_passes("slow", 2, timeout=10)  # a stopped loop does not block
 
 
+def test_a_service_with_a_first_delay_waits_before_its_first_pass():
+    """The latency rollup is not run at a worker's start (its first jobs are waiting)."""
+    from django_edgejobs.runtime.maintenance import LatencyRollup
+
+    fast, late = Counting("fast", 0.01), Counting("late", 0.01)
+    late.first_delay = 3600
+    loop = ServiceLoop("test", [fast, late])
+    loop.start()
+    try:
+        assert loop.wait_for_passes("fast", 3, timeout=10)
+        assert loop.passes["late"] == 0
+    finally:
+        loop.stop()
+        loop.join(10)
+    rollup = LatencyRollup()
+    assert 0.5 * rollup.interval <= rollup.first_delay <= 1.5 * rollup.interval
+
+
 def test_run_due_runs_only_what_is_due():
     a, b = Counting("a", 0.0), Counting("b", 3600)
     loop = ServiceLoop("test", [a, b])

@@ -3,6 +3,8 @@ the dashboard reads instead of the jobs (``services/rollup.py``)."""
 
 from __future__ import annotations
 
+import random
+
 from ...services import rollup
 from ...store import get_store
 from ..service import Service
@@ -19,6 +21,8 @@ class LatencyRollup(Service):
 
     def __init__(self, interval: float = ROLLUP_INTERVAL):
         self._interval = interval
+        # Not at a worker's start (its first jobs are waiting), and not every process at once.
+        self.first_delay = interval * random.uniform(0.5, 1.5)
 
     @property
     def interval(self) -> float:
