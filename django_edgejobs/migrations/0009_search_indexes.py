@@ -1,5 +1,5 @@
-"""The admin's error and payload search: trigram indexes on PostgreSQL (``store/search.py``).
-Not atomic: the indexes are built CONCURRENTLY, so a large jobs table keeps taking writes."""
+"""The admin's error search: a trigram index on PostgreSQL (``store/search.py``). Not atomic:
+the index is built CONCURRENTLY, so a large jobs table keeps taking writes."""
 
 from django.db import migrations
 
