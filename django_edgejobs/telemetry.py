@@ -48,6 +48,12 @@ def enabled() -> bool:
     return get_settings().TRACING is not False and _api() is not None
 
 
+def active() -> bool:
+    """Whether an attempt or an enqueue has anything to record: tracing on, and a tracer or
+    a meter provider configured. Checked first, so the hooks cost one call when not."""
+    return enabled() and (_tracer() is not None or _meter_provider() is not None)
+
+
 _tracers: dict[int, Any] = {}
 
 

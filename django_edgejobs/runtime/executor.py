@@ -127,12 +127,18 @@ def timeout_failure(job: Job, ctx: JobContext) -> Finish:
 def execute(registry: Registry, job: Job, ctx: JobContext) -> Finish:
     """Run the handler once and turn what happened into a Finish (stamped with when the
     handler began and ended, for the job's ``started_at`` and ``completed_at``)."""
-    with telemetry.consuming(job) as done:  # an OpenTelemetry CONSUMER span, when installed
-        outcome = _execute(registry, job, ctx)
-        outcome.events = list(ctx.events)
-        if ctx.started is not None:
-            outcome.ran = (ctx.started, time.monotonic())
+    if not telemetry.active():
+        return _finish(_execute(registry, job, ctx), ctx)
+    with telemetry.consuming(job) as done:  # an OpenTelemetry CONSUMER span
+        outcome = _finish(_execute(registry, job, ctx), ctx)
         done(outcome)
+    return outcome
+
+
+def _finish(outcome: Finish, ctx: JobContext) -> Finish:
+    outcome.events = list(ctx.events)
+    if ctx.started is not None:
+        outcome.ran = (ctx.started, time.monotonic())
     return outcome
 
 

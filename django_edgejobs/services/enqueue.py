@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -259,7 +260,7 @@ def _write(jobs: list) -> list:
     store = get_store()
     limited = {j.queue for j in jobs if j.concurrency_limit is not None
                or j.rate_limit is not None}
-    with telemetry.producing(jobs):  # an OpenTelemetry PRODUCER span, when installed
+    with telemetry.producing(jobs) if telemetry.active() else nullcontext():
         if limited:  # the workers of these queues must also run the limited claim
             with transaction.atomic(using=store.alias):
                 store.mark_limited(sorted(limited))
