@@ -118,7 +118,8 @@ def histograms(start: datetime, end: datetime, now: datetime
     recent minutes with none yet, from the jobs (a few minutes' rows at most)."""
     out = {r.minute: (r.completed, latency.merge([r.wait]), latency.merge([r.run]))
            for r in LatencyMinute.objects.filter(minute__gte=start, minute__lt=end)}
-    for minute in closed_minutes(max(start, recent_start(now)), end):
+    # Up to now: a window's end is the next bucket boundary, up to an hour ahead.
+    for minute in closed_minutes(max(start, recent_start(now)), min(end, now)):
         if minute not in out:
             out[minute] = measure(minute, minute + MINUTE)
     return out

@@ -228,6 +228,20 @@ def test_the_dashboard_uses_a_bounded_number_of_queries(admin_client,
         admin_client.get(reverse(URL))
 
 
+def test_only_the_last_minutes_without_a_rollup_are_read_from_the_jobs(monkeypatch):
+    """The day chart's window ends at the next hour: the minutes still to come were each
+    measured (a query apiece, up to 60: the dashboard's query count then depended on the time
+    of day). Only the minutes from recent_start to now are."""
+    from django_edgejobs.services import rollup
+
+    measured = []
+    monkeypatch.setattr(rollup, "measure", lambda lo, hi: measured.append(lo) or (0, {}, {}))
+    now = get_store().db_now()
+    rollup.histograms(now - timedelta(hours=24), now + timedelta(minutes=59), now)
+    assert measured and max(measured) <= now
+    assert len(measured) <= (rollup.GRACE + rollup.REVISIT).total_seconds() // 60 + 3
+
+
 def test_post_is_not_allowed(admin_client):
     assert admin_client.post(reverse(URL)).status_code == 405
 
