@@ -86,12 +86,15 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def latency(buckets: Buckets, now: datetime | None = None) -> dict[str, list[float | None]]:
+def latency(buckets: Buckets, now: datetime | None = None,
+            minutes: dict[datetime, Any] | None = None) -> dict[str, list[float | None]]:
     """p50/p95 of wait (due -> handler began) and run (handler began -> ended) seconds per
     bucket, from every job completed in it: the per-minute rollups (``services/rollup.py``)
-    merged, and the jobs of the last minutes not rolled yet."""
+    merged, and the jobs of the last minutes not rolled yet. ``minutes``: those histograms,
+    already read for a window that covers ``buckets``."""
     now = now or get_store().db_now()
-    minutes = rollup.histograms(buckets.start, buckets.end, now)
+    if minutes is None:
+        minutes = rollup.histograms(buckets.start, buckets.end, now)
     out: dict[str, list[float | None]] = defaultdict(list)
     for lo, hi in buckets.edges():
         inside = [v for m, v in minutes.items() if lo <= m < hi]
@@ -239,6 +242,8 @@ def collect(now: datetime) -> dict[str, Any]:
     totals_24h = {status: sum(throughput_day[status])
                   for status in (JobStatus.COMPLETED, JobStatus.FAILED)}
     latency_hour = Buckets(hour.end, timedelta(minutes=5), 12)
+    # One read of the day's per-minute latency serves both charts (the day covers the hour).
+    minutes = rollup.histograms(day.start, day.end, now)
     worker_rows = workers(now)
     return {
         "now": now,
@@ -260,8 +265,8 @@ def collect(now: datetime) -> dict[str, Any]:
         "throughput_hour": throughput_hour,
         "throughput_day": throughput_day,
         "latency_buckets": latency_hour,
-        "latency_hour": latency(latency_hour, now),
-        "latency_day": latency(day, now),
+        "latency_hour": latency(latency_hour, now, minutes),
+        "latency_day": latency(day, now, minutes),
         "workers": worker_rows,
         "workers_alive": sum(1 for w in worker_rows if w.alive),
         "cron": next_cron_runs(now),
