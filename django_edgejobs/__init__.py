@@ -25,6 +25,7 @@ _LAZY = {
     "JobHandler": "handlers",
     "JobContext": "runtime.context",
     "enqueue": "services.enqueue",
+    "aenqueue": "services.enqueue",
     "enqueue_many": "services.enqueue",
     "enqueue_on_commit": "services.enqueue",
     "get_job": "services.jobs",
@@ -75,6 +76,7 @@ __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
     "TokenResult",
     "UnknownJobType",
     "add_cron",
+    "aenqueue",
     "cancel_all_upcoming",
     "cancel_job",
     "cleanup_old_job_events",
@@ -112,7 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .handlers import JobHandler, job
     from .runtime.context import JobContext
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
-    from .services.enqueue import enqueue, enqueue_many, enqueue_on_commit
+    from .services.enqueue import aenqueue, enqueue, enqueue_many, enqueue_on_commit
     from .services.failures import FailureGroup, failure_groups
     from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs
     from .services.lifecycle import (

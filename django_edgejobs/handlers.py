@@ -7,7 +7,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Never, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -43,6 +43,12 @@ class JobHandler(Generic[P, R]):  # noqa: UP046 - P and R are also job()'s free 
 
     def enqueue(self, payload: P | None = None, **options: Any) -> Job:
         return self._enqueue(payload, **options)
+
+    async def aenqueue(self, payload: P | None = None, **options: Any) -> Job:
+        """``enqueue`` for async code (see ``django_edgejobs.aenqueue``)."""
+        from .services.enqueue import aenqueue
+
+        return await aenqueue(self.type, payload, **options)
 
     def _enqueue(self, payload: Any, **options: Any) -> Job:
         from .services.enqueue import enqueue
@@ -80,7 +86,8 @@ class JobHandler(Generic[P, R]):  # noqa: UP046 - P and R are also job()'s free 
         max_attempts: int | None = None,
         max_retries: int | None = None,
         retry_delay: float | timedelta | None = None,
-        retry_backoff: bool | None = None,
+        retry_backoff: bool | Literal["fixed", "linear", "exponential"] | None = None,
+        retry_multiplier: float | None = None,
         retry_delay_max: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         tags: Sequence[str] | None = None,
@@ -107,6 +114,7 @@ class JobHandler(Generic[P, R]):  # noqa: UP046 - P and R are also job()'s free 
             "delay": countdown, "run_at": eta, "expires": expires, "queue": queue,
             "priority": priority, "max_attempts": max_attempts, "max_retries": max_retries,
             "retry_delay": retry_delay, "retry_backoff": retry_backoff,
+            "retry_multiplier": retry_multiplier,
             "retry_delay_max": retry_delay_max, "timeout": timeout,
             "tags": list(tags) if tags is not None and not isinstance(tags, str) else tags,
             "idempotency_key": idempotency_key,
@@ -126,7 +134,8 @@ def job(
     priority: int = 0,
     max_attempts: int | None = None,
     retry_delay: float | None = None,
-    retry_backoff: bool | None = None,
+    retry_backoff: bool | Literal["fixed", "linear", "exponential"] | None = None,
+    retry_multiplier: float | None = None,
     retry_delay_max: float | None = None,
     timeout: float | None = None,
     force_kill: bool = False,
@@ -135,13 +144,20 @@ def job(
     concurrency_limit: int | None = None,
     rate_limit: Any = None,
     rate_key: str | Callable[[Any], str] | None = None,
+    on_invalid: Literal["raise", "fail", "discard"] = "raise",
 ) -> Callable[[Callable[[P, Any], R]], JobHandler[P, R]]:
     """Register a handler ``fn(payload, ctx)`` for jobs of ``type``.
 
     The options are the defaults of jobs of that type; ``enqueue`` may override them.
+    ``retry_backoff``: True / ``"exponential"`` (the delay times ``retry_multiplier``, 2 by
+    default, per attempt), ``"linear"`` (plus ``retry_multiplier`` times the delay, 1 by
+    default), False / ``"fixed"``.
     ``schema`` (a TypedDict, a dataclass or a pydantic model) checks payloads on enqueue and
     before each attempt; the handler then receives an instance of a dataclass or model schema
-    (a TypedDict payload stays a dict).
+    (a TypedDict payload stays a dict). ``on_invalid`` says what ``enqueue`` does with a
+    payload the schema refuses: ``"raise"`` ``InvalidPayload`` (nothing is written),
+    ``"fail"``: write the job straight to ``failed`` with the validation error (a dead letter),
+    ``"discard"``: write nothing, log a warning and return None.
 
     Flow control (``services/limits.py``): at most ``concurrency_limit`` jobs sharing a
     ``concurrency_key`` run at once (a ``str.format`` template over the payload or a callable
@@ -164,6 +180,7 @@ def job(
             "max_attempts": max_attempts,
             "retry_delay": retry_delay,
             "retry_backoff": retry_backoff,
+            "retry_multiplier": retry_multiplier,
             "retry_delay_max": retry_delay_max,
             "timeout": timeout,
         },
@@ -178,7 +195,7 @@ def job(
         if not callable(func):
             raise ImproperlyConfigured(f"@job({type!r}) must decorate a function")
         job_type = JobType(name=type, func=func, force_kill=bool(force_kill), schema=schema,
-                           limits=limits, **options)
+                           limits=limits, on_invalid=on_invalid, **options)
         get_registry().register(job_type)
         return JobHandler(job_type)
 

@@ -152,7 +152,8 @@ class Tools:
         return public([{"name": s.name, "cron": s.cron, "timezone": s.timezone,
                         "type": s.type, "enabled": s.enabled, "queue": s.queue,
                         "last_tick_at": s.last_tick_at, "last_outcome": s.last_outcome,
-                        "last_job_id": s.last_job_id} for s in list_crons(status)])
+                        "last_job_id": s.last_job_id, "metadata": s.metadata}
+                       for s in list_crons(status)])
 
     # -- writes ---------------------------------------------------------------------------
 

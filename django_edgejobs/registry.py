@@ -24,9 +24,15 @@ JOB_OPTIONS = (
     "max_attempts",
     "retry_delay",
     "retry_backoff",
+    "retry_multiplier",
     "retry_delay_max",
     "timeout",
 )
+
+#: ``@job(on_invalid=...)`` / ``enqueue(on_invalid=...)``: a payload the schema refuses raises
+#: ``InvalidPayload`` (nothing written), is written straight to ``failed`` with the validation
+#: error (a dead letter), or is dropped with a warning.
+ON_INVALID = ("raise", "fail", "discard")
 
 
 @dataclass
@@ -39,7 +45,9 @@ class JobType:
     priority: int = 0
     max_attempts: int | None = None
     retry_delay: float | None = None
-    retry_backoff: bool | None = None
+    #: True, False or a mode: "fixed", "linear", "exponential" (``services/retry.py``).
+    retry_backoff: bool | str | None = None
+    retry_multiplier: float | None = None
     retry_delay_max: float | None = None
     timeout: float | None = None
     force_kill: bool = False
@@ -48,6 +56,8 @@ class JobType:
     schema: Any = None
     #: Flow control (``services.limits.Limits``), or None: no limit.
     limits: Any = None
+    #: What enqueue does with a payload the schema refuses: "raise", "fail" or "discard".
+    on_invalid: str = "raise"
     payload_schema: PayloadSchema | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +67,14 @@ class JobType:
             from .services.schemas import compile_schema
 
             self.payload_schema = compile_schema(self.schema, where=f"@job({self.name!r})")
+        if self.on_invalid not in ON_INVALID:
+            raise ImproperlyConfigured(
+                f"@job({self.name!r}): on_invalid must be one of "
+                f"{', '.join(map(repr, ON_INVALID))}, got {self.on_invalid!r}")
+        if self.on_invalid != "raise" and self.payload_schema is None:
+            raise ImproperlyConfigured(
+                f"@job({self.name!r}): on_invalid={self.on_invalid!r} needs a schema: it says "
+                "what enqueue does with a payload the schema refuses")
 
     def load_payload(self, data: Any) -> Any:
         """What the handler receives for a stored payload (checked against the schema)."""

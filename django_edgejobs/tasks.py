@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.core import checks
 from django.dispatch import receiver
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
@@ -67,8 +68,8 @@ logger = logging.getLogger("django_edgejobs.tasks")
 #: Jobs of django.tasks Tasks have the type ``task:<module path of the Task>``.
 TASK_TYPE_PREFIX = "task:"
 #: This app's job options, carried by :class:`EdgeTask`.
-TASK_OPTIONS = ("max_attempts", "retry_delay", "retry_backoff", "retry_delay_max", "timeout",
-                "tags", "idempotency_key")
+TASK_OPTIONS = ("max_attempts", "retry_delay", "retry_backoff", "retry_multiplier",
+                "retry_delay_max", "timeout", "tags", "idempotency_key")
 #: Flow-control options of :class:`EdgeTask`, set on ``@task`` only (``using()`` keeps them):
 #: a key may be a callable, which a job's stored task options cannot hold.
 LIMIT_OPTIONS = ("concurrency_key", "concurrency_limit", "rate_limit", "rate_key")
@@ -97,7 +98,9 @@ class EdgeTask(Task):
 
     max_attempts: int | None = None
     retry_delay: float | None = None
-    retry_backoff: bool | None = None
+    #: True, False or a mode: "fixed", "linear", "exponential" (see ``@job``).
+    retry_backoff: bool | str | None = None
+    retry_multiplier: float | None = None
     retry_delay_max: float | None = None
     timeout: float | None = None
     tags: tuple[str, ...] = ()
@@ -114,8 +117,9 @@ class EdgeTask(Task):
         try:
             options = validate_options(
                 {name: getattr(self, name) for name in ("max_attempts", "retry_delay",
-                                                         "retry_backoff", "retry_delay_max",
-                                                         "timeout")}, where=where)
+                                                         "retry_backoff", "retry_multiplier",
+                                                         "retry_delay_max", "timeout")},
+                where=where)
             options["tags"] = tuple(validate_tags(self.tags, where=where))
             options["idempotency_key"] = validate_idempotency_key(self.idempotency_key,
                                                                   where=where)
@@ -329,9 +333,20 @@ class EdgeJobsBackend(EdgeTaskValidation, BaseTaskBackend):
     supports_priority = True
 
     def enqueue(self, task: Task, args: Iterable[Any], kwargs: Mapping[str, Any]) -> TaskResult:
-        from django.db import transaction
+        return self._write(task, *self._build(task, args, kwargs))
 
-        from .services.enqueue import _write, build_job
+    async def aenqueue(self, task: Task, args: Iterable[Any],
+                       kwargs: Mapping[str, Any]) -> TaskResult:
+        """``enqueue`` for async code: the Task, its arguments and options are checked and the
+        job built in the calling coroutine (bad input raises there, before any thread hop);
+        only the write runs in Django's sync thread, as the async ORM's methods do (Django's
+        database connections are synchronous), in one hop."""
+        built, base = self._build(task, args, kwargs)
+        return await sync_to_async(self._write, thread_sensitive=True)(task, built, base)
+
+    def _build(self, task: Task, args: Iterable[Any], kwargs: Mapping[str, Any]) -> tuple:
+        """The checked, unsaved job of this call and the Task at its module path."""
+        from .services.enqueue import build_job
 
         self.validate_task(task)
         # As Django's reference backends do (TaskResult normalises them): TypeError for
@@ -351,6 +366,13 @@ class EdgeJobsBackend(EdgeTaskValidation, BaseTaskBackend):
             payload["task"] = changes
         built = build_job(TASK_TYPE_PREFIX + path, payload, where="task enqueue",
                           **self._job_options(task))
+        return built, base
+
+    def _write(self, task: Task, built: Job, base: Task) -> TaskResult:
+        from django.db import transaction
+
+        from .services.enqueue import _write
+
         job = _write([built])[0]
         if job is not built:  # an earlier job holds the idempotency key
             if job.type != built.type or not is_task_job(job):
@@ -376,11 +398,25 @@ class EdgeJobsBackend(EdgeTaskValidation, BaseTaskBackend):
         return options
 
     def get_result(self, result_id: Any) -> TaskResult:
-        from .models import Job
         from .services.jobs import parse_job_id
-        from .store import get_store
+
+        return self._read(result_id, parse_job_id(result_id))
+
+    async def aget_result(self, result_id: Any) -> TaskResult:
+        """``get_result`` for async code: an id that cannot be a job's raises
+        ``TaskResultDoesNotExist`` in the calling coroutine, without a database read; the read
+        (the job and its attempts' workers) is one hop to Django's sync thread."""
+        from .services.jobs import parse_job_id
 
         job_id = parse_job_id(result_id)
+        if job_id is None:
+            raise TaskResultDoesNotExist(result_id)
+        return await sync_to_async(self._read, thread_sensitive=True)(result_id, job_id)
+
+    def _read(self, result_id: Any, job_id: Any) -> TaskResult:
+        from .models import Job
+        from .store import get_store
+
         job = None
         if job_id is not None:
             job = Job.objects.using(get_store().alias).filter(id=job_id).first()
@@ -430,6 +466,7 @@ def resolve_task_type(name: str) -> JobType:
         max_attempts=getattr(base, "max_attempts", None),
         retry_delay=getattr(base, "retry_delay", None),
         retry_backoff=getattr(base, "retry_backoff", None),
+        retry_multiplier=getattr(base, "retry_multiplier", None),
         retry_delay_max=getattr(base, "retry_delay_max", None),
         timeout=getattr(base, "timeout", None),
     )

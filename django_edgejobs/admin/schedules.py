@@ -3,6 +3,7 @@ form that validates through the services and saves with add_cron / edit_cron."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from django import forms
@@ -18,12 +19,17 @@ from ..crontimes import get_zone, parse_expression
 from ..models import CronSchedule, CronTick, Job
 from ..registry import get_registry
 from ..services import schedules as services
+from ..services.retry import backoff_mode
 from . import display
 from .base import GuardedActionsMixin, UrlInputMixin, log_change, time_column
 
 FIELDS = ["name", "cron", "timezone", "type", "payload", "enabled", "allow_overlap", "queue",
-          "priority", "tags", "max_attempts", "retry_delay", "retry_backoff", "retry_delay_max",
-          "timeout", "concurrency_key", "concurrency_limit", "rate_limit", "rate_key"]
+          "priority", "tags", "max_attempts", "retry_delay", "backoff", "retry_multiplier",
+          "retry_delay_max", "timeout", "concurrency_key", "concurrency_limit", "rate_limit",
+          "rate_key", "metadata"]
+#: The form's choice of ``retry_backoff`` ("": the job type's default).
+BACKOFF_CHOICES = [("", "the job type's default"), ("exponential", "exponential"),
+                   ("linear", "linear"), ("fixed", "fixed (no backoff)")]
 
 
 def _message(exc: Exception) -> str:
@@ -37,6 +43,13 @@ class CronScheduleForm(forms.ModelForm):
     payload = forms.JSONField(required=False, initial=dict, help_text="A JSON object.")
     tags = forms.JSONField(required=False, initial=list,
                            help_text='A JSON list of strings, e.g. ["reports"].')
+    backoff = forms.ChoiceField(
+        label="Retry backoff", required=False, choices=BACKOFF_CHOICES,
+        help_text="How the delay between retries grows: times the multiplier (exponential), "
+                  "plus the multiplier times the delay (linear), or not at all (fixed).")
+    metadata = forms.JSONField(required=False, initial=dict,
+                               help_text="A JSON object for people and tools; never used to "
+                                         "run the schedule.")
 
     class Meta:
         model = CronSchedule
@@ -52,6 +65,13 @@ class CronScheduleForm(forms.ModelForm):
             (n, n if n in get_registry() else f"{n} (not registered)") for n in names]
         if self.instance.pk and "name" in self.fields:  # a view-only user's form has none
             self.fields["name"].disabled = True
+        if self.instance.pk and "backoff" in self.fields:
+            self.fields["backoff"].initial = self.stored_backoff()
+
+    def stored_backoff(self) -> str:
+        """The instance's ``retry_backoff`` as a mode name ("": the type's default)."""
+        backoff = self.instance.retry_mode or self.instance.retry_backoff
+        return "" if backoff is None else backoff_mode(backoff)
 
     def clean_cron(self) -> str:
         try:
@@ -82,8 +102,14 @@ class CronScheduleForm(forms.ModelForm):
 
     def definition(self) -> dict[str, Any]:
         data = self.cleaned_data
-        values = {k: data.get(k) for k in services.DEFINITION_KEYS}
+        values = {k: data.get(k) for k in services.DEFINITION_KEYS if k != "retry_backoff"}
         values["queue"] = values["queue"] or None
+        # An unchanged mode keeps its stored form (True stays True, not "exponential").
+        backoff = data.get("backoff") or None
+        if self.instance.pk and (backoff or "") == self.stored_backoff():
+            backoff = self.instance.retry_mode or self.instance.retry_backoff
+        values["retry_backoff"] = backoff
+        values["metadata"] = {} if values["metadata"] is None else values["metadata"]
         values["payload"] = {} if values["payload"] is None else values["payload"]
         values["tags"] = [] if values["tags"] is None else values["tags"]
         return values
@@ -108,7 +134,7 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     change_list_template = "admin/django_edgejobs/change_list_wide.html"
     form = CronScheduleForm
     list_display = ["name", "status_badge", "schedule", "type", "next_runs", "last_run",
-                    "source"]
+                    "source", "metadata_brief"]
     list_filter = ["enabled", "source"]
     search_fields = ["name", "type"]
     actions = ["pause_selected", "resume_selected", "run_now_selected"]
@@ -121,15 +147,16 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
                                         "enabled", "allow_overlap"]})
         options = ("Job options (empty: the job type's default)",
                    {"fields": ["queue", "priority", "tags", "max_attempts", "retry_delay",
-                               "retry_backoff", "retry_delay_max", "timeout"]})
+                               "backoff", "retry_multiplier", "retry_delay_max", "timeout"]})
         limits = ("Flow control (empty: the job type's)",
                   {"fields": ["concurrency_key", "concurrency_limit", "rate_limit", "rate_key"]})
+        notes = ("Metadata", {"fields": ["metadata"]})
         if obj is None:
-            return [definition, options, limits]
+            return [definition, options, limits, notes]
         state = ("State", {"fields": ["schedule", "next_runs", "source", "last_run",
                                       "last_job_link", "recent_ticks", "created_at_when",
                                       "updated_at_when"]})
-        return [state, definition, options, limits]
+        return [state, definition, options, limits, notes]
 
     # -- the list -------------------------------------------------------------------------
 
@@ -154,6 +181,20 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
             return str(exc)
         return format_html_join(mark_safe("<br>"), "{}",
                                 ((t.strftime("%Y-%m-%d %H:%M:%S %Z"),) for t in times))
+
+    @admin.display(description="retry backoff")
+    def backoff(self, obj: CronSchedule) -> str:
+        """The read-only view of the form's ``backoff`` (a view-only user's page)."""
+        stored = obj.retry_mode or obj.retry_backoff
+        return "the job type's default" if stored is None else backoff_mode(stored)
+
+    @admin.display(description="metadata")
+    def metadata_brief(self, obj: CronSchedule) -> str:
+        if not obj.metadata:
+            return "—"
+        text = json.dumps(obj.metadata, ensure_ascii=False, sort_keys=True)
+        return format_html('<code title="{}">{}</code>', text,
+                           text if len(text) <= 80 else text[:79] + "…")
 
     created_at_when = time_column("created_at", "created")
     updated_at_when = time_column("updated_at", "updated")

@@ -129,6 +129,14 @@ class Job(models.Model):
     #: OpenTelemetry: the enqueue's trace context (``{"traceparent": ...}`` as JSON text),
     #: the parent of each attempt's span ("" without tracing; ``telemetry.py``).
     trace_context = models.CharField(max_length=1024, blank=True, default="")
+    #: ``retry_backoff``'s mode: "fixed", "linear" or "exponential" (NULL: a row written
+    #: before migration 0012, or by a process that predates it: ``retry_backoff`` says, True
+    #: being "exponential"). ``retry_backoff`` is False exactly when the delay is fixed, so it
+    #: alone still reads right. Read ``backoff_mode``. NULL rather than "": a nullable column
+    #: is added without rewriting the table on SQLite too (PostgreSQL: either way).
+    retry_mode = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001
+    #: How the delay grows (``services/retry.py``); None: the mode's default (2, or 1 linear).
+    retry_multiplier = models.FloatField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -197,6 +205,21 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
+
+    @property
+    def backoff_mode(self) -> str:
+        """How the retry delay grows: "fixed", "linear" or "exponential"."""
+        if not self.retry_backoff:
+            return "fixed"
+        return "linear" if self.retry_mode == "linear" else "exponential"
+
+    @property
+    def backoff_multiplier(self) -> float | None:
+        """The multiplier the retry delay grows by (None for a fixed delay)."""
+        mode = self.backoff_mode
+        if mode == "fixed":
+            return None
+        return self.retry_multiplier or (1.0 if mode == "linear" else 2.0)
 
     @property
     def is_finished(self) -> bool:

@@ -23,6 +23,7 @@ class CronOutcome(models.TextChoices):
     SKIPPED = "skipped"  # allow_overlap=False and the previous run was still active
     ERROR = "error"  # the job could not be built (e.g. no handler for its type here)
     TRIGGERED = "triggered"  # trigger_cron: a run by hand (not a tick)
+    INITIAL = "initial"  # run_on_init: the run enqueued with the schedule's creation
 
 
 class CronSchedule(models.Model):
@@ -47,6 +48,12 @@ class CronSchedule(models.Model):
     retry_backoff = models.BooleanField(null=True, blank=True)
     retry_delay_max = models.FloatField(null=True, blank=True)
     timeout = models.FloatField(null=True, blank=True)
+    #: ``retry_backoff`` given as a mode name ("fixed", "linear", "exponential"); "" when it
+    #: was given as True, False or not at all (``retry_backoff`` then holds it as given).
+    retry_mode = models.CharField(max_length=12, blank=True, default="", db_default="")
+    retry_multiplier = models.FloatField(null=True, blank=True)
+    #: Free-form JSON object for people and tools: stored, listed and shown, never used.
+    metadata = models.JSONField(default=dict, blank=True, db_default={})
     # Flow control (a key is a template over the payload; the rate is "N/s", "N/m" or "N/h").
     concurrency_key = models.CharField(max_length=255, blank=True, default="")
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)

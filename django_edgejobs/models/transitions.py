@@ -74,6 +74,10 @@ RECLAIM = Transition("reclaim", (PROCESSING,), PENDING, "reclaimed",
 RECLAIM_FAIL = Transition("reclaim, no attempt left", (PROCESSING,), FAILED, "reclaimed",
                           by="supervisor", sets=("completed_at", "last_error", "error_history",
                                                  "lease cleared"))
+REJECT = Transition("reject", (PENDING,), FAILED, "failed", signal="job_failed",
+                    by="enqueue with on_invalid='fail' (the schema refused the payload), in "
+                       "the enqueue's transaction",
+                    sets=("completed_at", "last_error", "error_history"))
 EXPIRE = Transition("expire", (PENDING,), CANCELLED, "cancelled", by="supervisor (expires_at)",
                     sets=("completed_at",))
 CANCEL = Transition("cancel", (PENDING, WAITING), CANCELLED, "cancelled",
@@ -88,7 +92,7 @@ EDIT = Transition("edit", (PENDING,), PENDING, "edited", by="edit_job",
                   sets=("the edited fields",))
 
 #: Every transition, in the order of a job's life.
-TRANSITIONS = (ENQUEUE, CLAIM, COMPLETE, RETRY, FAIL, RELEASE, WAIT, RESUME, RECLAIM,
+TRANSITIONS = (ENQUEUE, REJECT, CLAIM, COMPLETE, RETRY, FAIL, RELEASE, WAIT, RESUME, RECLAIM,
                RECLAIM_FAIL, EXPIRE, CANCEL, MANUAL_RETRY, RUN_NOW, EDIT)
 
 #: The transition each kind of attempt outcome (``store.Finish.kind``) makes.

@@ -86,7 +86,8 @@ def failure(job: Job, ctx: JobContext, error: str, tb: str, *, exception: str,
                                                  "permanent": permanent}, **base)
     if retry_after is None:
         retry_after = retry_delay(job.attempts, delay=job.retry_delay,
-                                  backoff=job.retry_backoff, delay_max=job.retry_delay_max)
+                                  backoff=job.backoff_mode, multiplier=job.retry_multiplier,
+                                  delay_max=job.retry_delay_max)
     return Finish(kind="retry", delay=retry_after,
                   event_data={"attempt": job.attempts, "error": error,
                               "delay": round(retry_after, 3)}, **base)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 
+from .. import signals
 from ..conf import get_settings
 from ..crontimes import CronTimes
 from ..models import CronOutcome
@@ -158,6 +159,8 @@ class Scheduler(Service):
                 self.cron.record_tick(schedule, tick, outcome, job_id, reason, self.scheduler_id)
                 if job_id is not None:
                     _write([job])
+                    schedules.send_on_commit(signals.cron_fired, schedule=schedule, job=job,
+                                             tick_at=tick, triggered=False, initial=False)
                 return outcome, reason
 
         try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -15,18 +17,23 @@ from django.utils import timezone
 
 from .. import signals, telemetry
 from ..conf import get_settings
-from ..exceptions import UnknownJobType
+from ..exceptions import InvalidPayload, UnknownJobType
 from ..models import Job
-from ..registry import get_registry
+from ..models.clock import Now
+from ..models.transitions import REJECT
+from ..registry import ON_INVALID, get_registry
 from ..store import get_store
 from . import validation as v
 from .limits import Limits, check_limits, merge, row_values
+
+logger = logging.getLogger("django_edgejobs")
 
 #: Keys an ``enqueue_many`` item may carry besides type and payload.
 OPTION_KEYS = frozenset({
     "delay", "run_at", "priority", "queue", "max_attempts", "max_retries", "retry_delay",
     "retry_backoff", "retry_delay_max", "timeout", "tags", "idempotency_key", "expires",
-    "concurrency_key", "concurrency_limit", "rate_limit", "rate_key",
+    "concurrency_key", "concurrency_limit", "rate_limit", "rate_key", "on_invalid",
+    "retry_multiplier",
 })
 
 
@@ -51,6 +58,7 @@ class _Spec(NamedTuple):
     values: dict[str, Any]
     fresh: tuple[tuple[str, Any], ...]  # (field, default factory)
     limits: Any  # services.limits.Limits: resolved per payload
+    on_invalid: str  # registry.ON_INVALID: a payload the schema refuses
 
 
 class _Builder:
@@ -79,14 +87,30 @@ class _Builder:
                 self._specs[key] = spec
         where = f"{where}({type!r})"
         schema = spec.job_type.payload_schema
+        refused = None
         if schema is not None:
-            payload = schema.dump(payload, where=where)
+            try:
+                payload = schema.dump(payload, where=where)
+            except InvalidPayload as exc:
+                if spec.on_invalid == "raise":
+                    raise
+                if spec.on_invalid == "discard":
+                    logger.warning("payload discarded (on_invalid='discard'): %s", exc)
+                    return None
+                refused = exc  # "fail": stored as given, then failed with this error
         if (payload is None or (payload.__class__ is dict and not payload)) \
                 and self.conf.MAX_PAYLOAD_BYTES >= 2:
             payload_text, payload = "{}", {}
         else:
-            payload_text = v.encode_payload({} if payload is None else payload,
-                                            max_bytes=self.conf.MAX_PAYLOAD_BYTES, where=where)
+            try:
+                payload_text = v.encode_payload({} if payload is None else payload,
+                                                max_bytes=self.conf.MAX_PAYLOAD_BYTES,
+                                                where=where)
+            except InvalidPayload as exc:
+                if refused is None:
+                    raise
+                raise InvalidPayload(f"{refused}; and on_invalid='fail' cannot keep it as a "
+                                     f"failed job: {exc}") from None
             payload = json.loads(payload_text)
         values = spec.values.copy()
         values["payload"] = payload
@@ -100,6 +124,8 @@ class _Builder:
             values[name] = factory()
         if spec.limits:
             values.update(row_values(spec.limits, type, payload, where=where))
+        if refused is not None:
+            values["refused"] = f"{InvalidPayload.__name__}: {refused}"  # transient
         return _new_job(values, self.plain)
 
     def _spec(self, type: str, options: Mapping[str, Any], where: str) -> _Spec:
@@ -112,7 +138,7 @@ class _Builder:
         v.validate_type(type, where=where)
         opts = v.validate_options(
             {k: options.get(k) for k in ("queue", "priority", "retry_delay", "retry_backoff",
-                                         "retry_delay_max", "timeout")},
+                                         "retry_multiplier", "retry_delay_max", "timeout")},
             where=where,
         )
         attempts = v.resolve_attempts(options.get("max_attempts"), options.get("max_retries"),
@@ -125,6 +151,15 @@ class _Builder:
         defaults = job_type.defaults()
         limits = merge(job_type.limits or Limits(), check_limits(options, where=where),
                        where=where)
+        on_invalid = options.get("on_invalid")
+        if on_invalid is None:
+            on_invalid = job_type.on_invalid
+        elif on_invalid not in ON_INVALID:
+            raise ValueError(f"{where}: on_invalid must be one of "
+                             f"{', '.join(map(repr, ON_INVALID))}, got {on_invalid!r}")
+        elif on_invalid != "raise" and job_type.payload_schema is None:
+            raise ValueError(f"{where}: on_invalid={on_invalid!r} needs a payload schema, and "
+                             f"job type {type!r} has none (@job(..., schema=...))")
 
         def pick(name: str, fallback: Any) -> Any:
             for value in (opts.get(name), defaults.get(name)):
@@ -140,7 +175,9 @@ class _Builder:
             "expires_at": expires_at,
             "max_attempts": attempts or defaults["max_attempts"] or conf.DEFAULT_MAX_ATTEMPTS,
             "retry_delay": pick("retry_delay", conf.DEFAULT_RETRY_DELAY),
-            "retry_backoff": pick("retry_backoff", conf.DEFAULT_RETRY_BACKOFF),
+            **v.resolve_backoff([(opts.get("retry_backoff"), opts.get("retry_multiplier")),
+                                 (defaults["retry_backoff"], defaults["retry_multiplier"])],
+                                conf.DEFAULT_RETRY_BACKOFF),
             "retry_delay_max": pick("retry_delay_max", conf.DEFAULT_RETRY_DELAY_MAX),
             "timeout": pick("timeout", None),
             "tags": tags,
@@ -155,7 +192,7 @@ class _Builder:
             "enqueue_expires": expires_in,
             "payload": None,  # each job's own
         })
-        return _Spec(job_type, values, fresh, limits)
+        return _Spec(job_type, values, fresh, limits, on_invalid)
 
 
 #: Job's concrete fields: (attname, default, fresh); fresh defaults (uuid4, dict, list, now)
@@ -206,8 +243,20 @@ def _new_job(values: dict[str, Any], plain: bool):
 
 
 def enqueue(type: str, payload: Any = None, **options: Any):
-    """Add one job; see ``enqueue_many`` for the guarantees."""
-    return _write([build_job(type, payload, **options)])[0]
+    """Add one job; see ``enqueue_many`` for the guarantees. None when the schema refused the
+    payload and ``on_invalid`` is ``"discard"``."""
+    built = build_job(type, payload, **options)
+    return None if built is None else _write([built])[0]
+
+
+async def aenqueue(type: str, payload: Any = None, **options: Any):
+    """``enqueue`` for async code: the type, payload and options are checked and the job built
+    in the calling coroutine (bad input raises there, before any thread hop); the write is one
+    hop to Django's sync thread, where the database connection lives, as the async ORM does."""
+    built = build_job(type, payload, where="aenqueue", **options)
+    if built is None:
+        return None
+    return (await sync_to_async(_write, thread_sensitive=True)([built]))[0]
 
 
 def enqueue_on_commit(type: str, payload: Any = None, *, using: str | None = None,
@@ -228,6 +277,8 @@ def enqueue_on_commit(type: str, payload: Any = None, *, using: str | None = Non
         raise ValueError(f"enqueue_on_commit: using={alias!r} is not a database alias "
                          f"(one of {', '.join(sorted(connections))})")
     job = build_job(type, payload, where="enqueue_on_commit", **options)
+    if job is None:  # on_invalid="discard"
+        return None
     job.payload_json = None  # written later: encode the payload as it is then
     transaction.on_commit(lambda: _write([job]), using=alias)
     return job
@@ -237,6 +288,7 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
     """Add many jobs in one round trip, all or none; returns them in input order.
 
     Each item is ``{"type": ..., "payload": ..., **options}`` with the options of ``enqueue``.
+    An item whose payload the schema refused with ``on_invalid="discard"`` is None.
     """
     jobs = []
     builder = _Builder()
@@ -253,22 +305,30 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
         options = {k: val for k, val in item.items() if k not in ("type", "payload")}
         jobs.append(builder.build(item["type"], item.get("payload"),
                                   f"enqueue_many item {index}", options))
-    return _write(jobs)
+    if None not in jobs:
+        return _write(jobs)
+    written = iter(_write([j for j in jobs if j is not None]))
+    return [None if j is None else next(written) for j in jobs]
 
 
 def _write(jobs: list) -> list:
     store = get_store()
     limited = {j.queue for j in jobs if j.concurrency_limit is not None
                or j.rate_limit is not None}
+    refused = [j for j in jobs if getattr(j, "refused", None)]
     with telemetry.producing(jobs) if telemetry.active() else nullcontext():
-        if limited:  # the workers of these queues must also run the limited claim
+        if limited or refused:
             with transaction.atomic(using=store.alias):
-                store.mark_limited(sorted(limited))
+                if limited:  # the workers of these queues must also run the limited claim
+                    store.mark_limited(sorted(limited))
                 written = store.insert(jobs)
+                if refused:
+                    written = _reject(written, jobs)
         else:
             written = store.insert(jobs)
     if signals.job_enqueued.has_listeners():
-        fresh = [j for j, built in zip(written, jobs, strict=True) if j is built]
+        fresh = [j for j, built in zip(written, jobs, strict=True)
+                 if j is built and not getattr(j, "refused", None)]
 
         def send() -> None:
             for job in fresh:
@@ -276,3 +336,29 @@ def _write(jobs: list) -> list:
 
         transaction.on_commit(send, using=store.alias)
     return written
+
+
+def _reject(written: list, jobs: list) -> list:
+    """``on_invalid="fail"``: the jobs just inserted whose payload the schema refused go
+    straight to ``failed`` with the validation error, in the enqueue's transaction (no worker
+    ever sees them pending); ``job_failed`` is sent after commit, ``job_enqueued`` is not. A
+    job found by its idempotency key instead is left as it is. Returns ``written`` with the
+    rejected jobs as stored."""
+    from .lifecycle import _after_commit, _change
+
+    alias = get_store().alias
+    rejected = {}
+    for job, built in zip(written, jobs, strict=True):
+        error = getattr(built, "refused", None)
+        if error and job is built:
+            history = [{"attempt": 0, "error": error, "traceback": "",
+                        "at": timezone.now().isoformat()}]
+            if _change([job.id], REJECT, {"last_error": error, "error_history": history,
+                                          "completed_at": Now()}, {"error": error}):
+                rejected[job.id] = error
+    if not rejected:
+        return written
+    for job_id, error in rejected.items():
+        _after_commit(signals.job_failed, [job_id], error=error)
+    stored = Job.objects.using(alias).in_bulk(list(rejected))
+    return [stored[j.id] if j.id in rejected else j for j in written]

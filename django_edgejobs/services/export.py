@@ -13,7 +13,8 @@ JOB_KEYS = ("id", "type", "queue", "status", "priority", "attempts", "max_attemp
             "idempotency_key", "progress", "last_error")
 #: The further keys of ``show --json``.
 DETAIL_KEYS = ("payload", "result", "timeout", "retry_delay", "retry_backoff",
-               "retry_delay_max", "worker", "error_history", "events")
+               "retry_mode", "retry_multiplier", "retry_delay_max", "worker", "error_history",
+               "events")
 
 
 def when(value: datetime | None) -> str | None:
@@ -35,6 +36,8 @@ def job_dict(job: Any, *, detail: bool = False, events: Iterable[Any] = ()) -> d
         out.update({
             "payload": job.payload, "result": job.result, "timeout": job.timeout,
             "retry_delay": job.retry_delay, "retry_backoff": job.retry_backoff,
+            # The mode ("fixed", "linear", "exponential") and the multiplier in effect.
+            "retry_mode": job.backoff_mode, "retry_multiplier": job.backoff_multiplier,
             "retry_delay_max": job.retry_delay_max, "worker": job.lease_owner or None,
             "error_history": list(job.error_history),
             "events": [{"type": e.type, "at": when(e.created_at), "data": e.data}

@@ -26,7 +26,7 @@ from .jobs import check_tag_mode, filter_tags, jobs_queryset, parse_job_id
 
 EDITABLE = frozenset({
     "payload", "priority", "run_at", "delay", "max_attempts", "max_retries", "tags",
-    "retry_delay", "retry_backoff", "retry_delay_max", "timeout", "queue",
+    "retry_delay", "retry_backoff", "retry_multiplier", "retry_delay_max", "timeout", "queue",
 })
 
 
@@ -120,13 +120,19 @@ def _edit_values(changes: dict[str, Any], *, where: str, type_name: str | None) 
         text = v.encode_payload(payload, max_bytes=get_settings().MAX_PAYLOAD_BYTES, where=where)
         values["payload"] = json.loads(text)
     opts = v.validate_options({k: changes[k] for k in ("queue", "priority", "retry_delay",
-                                                       "retry_backoff", "retry_delay_max",
+                                                       "retry_backoff", "retry_multiplier",
+                                                       "retry_delay_max",
                                                        "timeout") if k in changes}, where=where)
     for name in ("queue", "priority", "retry_delay", "retry_backoff", "retry_delay_max"):
         if name in changes:
             if opts.get(name) is None:
                 raise ValueError(f"{where}: {name} cannot be None")
             values[name] = opts[name]
+    if "retry_backoff" in values:  # a new mode, with its own multiplier or its default
+        values.update(v.resolve_backoff([(values["retry_backoff"],
+                                          opts.get("retry_multiplier"))], False))
+    elif "retry_multiplier" in changes:  # None: the mode's default
+        values["retry_multiplier"] = opts.get("retry_multiplier")
     if "timeout" in changes:
         values["timeout"] = opts.get("timeout")
     if "max_attempts" in changes or "max_retries" in changes:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..exceptions import InvalidPayload
+from .retry import BACKOFF_MODES, backoff_mode
 
 MAX_QUEUE_LENGTH = 100
 MAX_TYPE_LENGTH = 200
@@ -15,6 +17,8 @@ MAX_KEY_LENGTH = 255
 MAX_TAG_LENGTH = 200
 #: Largest value of the 32-bit integer columns (priority, max_attempts).
 MAX_INT = 2**31 - 1
+#: Largest ``metadata`` of a cron schedule, as JSON: it is shown, not a data store.
+MAX_METADATA_BYTES = 16_384
 #: Deeper payloads are refused (the checks and the JSON codecs recurse once per level).
 MAX_PAYLOAD_DEPTH = 500
 
@@ -121,12 +125,55 @@ def validate_options(options: dict[str, Any], *, where: str) -> dict[str, Any]:
     for name in ("retry_delay", "retry_delay_max"):
         if out.get(name) is not None:
             out[name] = _number(name, out[name], where=where)
-    if out.get("retry_backoff") is not None and not isinstance(out["retry_backoff"], bool):
-        raise ValueError(
-            f"{where}: retry_backoff must be True or False, got {out['retry_backoff']!r}")
+    if out.get("retry_backoff") is not None:
+        out["retry_backoff"] = validate_backoff(out["retry_backoff"], where=where)
+    if out.get("retry_multiplier") is not None:
+        out["retry_multiplier"] = validate_multiplier(out["retry_multiplier"], where=where)
+        if out.get("retry_backoff") in (False, "fixed"):
+            raise ValueError(f"{where}: retry_multiplier has no effect with "
+                             f"retry_backoff={out['retry_backoff']!r} (a fixed delay); pass "
+                             "retry_backoff='linear' or 'exponential' with it")
     if out.get("timeout") is not None:
         out["timeout"] = _number("timeout", out["timeout"], where=where, strict=True)
     return out
+
+
+def validate_backoff(value: Any, *, where: str) -> bool | str:
+    """A ``retry_backoff``: True, False, or one of ``BACKOFF_MODES`` (kept as given)."""
+    if isinstance(value, bool) or (isinstance(value, str) and value in BACKOFF_MODES):
+        return value
+    raise ValueError(f"{where}: retry_backoff must be True, False, 'fixed', 'linear' or "
+                     f"'exponential', got {value!r}")
+
+
+def validate_multiplier(value: Any, *, where: str) -> float:
+    """A ``retry_multiplier``: a finite number > 0."""
+    try:
+        finite = not isinstance(value, bool) and math.isfinite(value)
+    except (TypeError, OverflowError):
+        finite = False
+    if not finite or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{where}: retry_multiplier must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def validate_metadata(value: Any, *, where: str) -> dict[str, Any]:
+    """A schedule's ``metadata``: a JSON object (None: empty) of at most
+    ``MAX_METADATA_BYTES`` as JSON; returned as JSON would give it back."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: metadata must be a dict (a JSON object), got "
+                         f"{type(value).__name__}")
+    problem = _find_unserialisable(value, [])
+    if problem:
+        raise ValueError(f"{where}: " + problem.replace("payload", "metadata", 1))
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{where}: metadata is {size:,} bytes as JSON, over the limit of "
+                         f"{MAX_METADATA_BYTES:,}")
+    return dict(json.loads(text))
 
 
 def resolve_attempts(max_attempts: Any, max_retries: Any, *, where: str) -> int | None:
@@ -138,6 +185,28 @@ def resolve_attempts(max_attempts: Any, max_retries: Any, *, where: str) -> int 
     if max_attempts is not None:
         return _int("max_attempts", max_attempts, where=where, minimum=1, maximum=MAX_INT)
     return None
+
+
+def resolve_backoff(levels: Sequence[tuple[Any, Any]], default: bool | str) -> dict[str, Any]:
+    """A job's retry columns from its validated option ``levels``, most specific first
+    (``enqueue``, then ``@job``), each ``(retry_backoff, retry_multiplier)`` with None for
+    unset, and the settings' ``default`` backoff.
+
+    The mode is the first one set. The multiplier is the first one set at that level or a
+    more specific one: a level that sets a mode without a multiplier means that mode's own
+    default (``retry_backoff=True`` is doubling, whatever ``@job`` multiplied by). A fixed
+    delay keeps no multiplier."""
+    multiplier = mode = None
+    for backoff, level_multiplier in levels:
+        if multiplier is None:
+            multiplier = level_multiplier
+        if backoff is not None:
+            mode = backoff_mode(backoff)
+            break
+    if mode is None:
+        mode = backoff_mode(default)
+    return {"retry_backoff": mode != "fixed", "retry_mode": mode,
+            "retry_multiplier": None if mode == "fixed" else multiplier}
 
 
 def resolve_run_at(delay: Any, run_at: Any, now: datetime, *, where: str) -> datetime:

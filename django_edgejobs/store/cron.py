@@ -1,5 +1,5 @@
 """Storage verbs of the cron scheduler: read the enabled schedules, advance a schedule to a
-tick, record the tick, note a manual run, prune old ticks.
+tick, record the tick, note a run that is not a tick's, prune old ticks.
 
 Portable ORM only. The once-per-tick guarantee is the UNIQUE (schedule, tick_at) constraint
 of ``CronTick``; ``advance`` in front of it is a compare-and-set on the schedule row that makes
@@ -76,9 +76,14 @@ class CronStore:
             schedule_id=schedule.pk, tick_at=tick, outcome=outcome, job_id=job_id, reason=reason,
             fired_by=fired_by)
 
-    def note_trigger(self, schedule: CronSchedule, job_id: uuid.UUID) -> None:
-        CronSchedule.objects.using(self.alias).filter(pk=schedule.pk).update(
-            last_job_id=job_id, last_run_at=Now(), last_outcome=CronOutcome.TRIGGERED)
+    def note_run(self, schedule: CronSchedule, job_id: uuid.UUID | None,
+                 outcome: str = CronOutcome.TRIGGERED) -> None:
+        """Note a run that is not a tick's (``trigger_cron``, ``run_on_init``) on the row:
+        its job and outcome (no job: it was skipped, its previous run still active)."""
+        changes: dict[str, object] = {"last_outcome": outcome}
+        if job_id is not None:
+            changes.update(last_job_id=job_id, last_run_at=Now())
+        CronSchedule.objects.using(self.alias).filter(pk=schedule.pk).update(**changes)
 
     def prune_ticks(self, days: float, batch: int = 5000) -> int:
         """Delete ticks older than ``days``, except each schedule's latest (which the unique

@@ -275,7 +275,8 @@ BAD_INPUT = [
     pytest.param("t.email", {}, {"timeout": 0}, ValueError, r"timeout must be > 0, got 0$",
                  id="timeout"),
     pytest.param("t.email", {}, {"retry_backoff": "yes"}, ValueError,
-                 r"retry_backoff must be True or False, got 'yes'$", id="backoff"),
+                 r"retry_backoff must be True, False, 'fixed', 'linear' or 'exponential', "
+                 r"got 'yes'$", id="backoff"),
     pytest.param("t.email", {}, {"idempotency_key": ""}, ValueError,
                  r"idempotency_key must be a non-empty string, got ''$", id="key"),
     pytest.param("t.email", {}, {"idempotency_key": "k" * 256}, ValueError,

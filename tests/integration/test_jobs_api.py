@@ -430,7 +430,7 @@ def test_edit_job_changes_a_pending_job() -> None:
         {"v": 2}, 7, run_at, 9, ["new", "x"], 5.0, False, 50.0, 12.0, "other", "pending")
     assert events(job)[-1] == ("edited", {"fields": [
         "max_attempts", "payload", "priority", "queue", "retry_backoff", "retry_delay",
-        "retry_delay_max", "run_at", "tags", "timeout"]})
+        "retry_delay_max", "retry_mode", "retry_multiplier", "run_at", "tags", "timeout"]})
 
 
 def test_edit_job_delay_and_max_retries() -> None:
@@ -507,7 +507,8 @@ def test_edit_job_without_changes_is_false_and_writes_nothing() -> None:
         ({"status": "completed"}, ValueError, r"^edit_job: cannot edit status; editable: "
                                               r"delay, max_attempts, max_retries, payload, "
                                               r"priority, queue, retry_backoff, retry_delay, "
-                                              r"retry_delay_max, run_at, tags, timeout$"),
+                                              r"retry_delay_max, retry_multiplier, run_at, tags, "
+                                              r"timeout$"),
         ({"attempts": 0, "type": "t.b"}, ValueError, r"^edit_job: cannot edit attempts, type;"),
         ({"payload": {"s": {1}}}, InvalidPayload, r"^edit_job: payload\['s'\] is a set"),
         ({"payload": {"s": "x" * 100}}, InvalidPayload,

@@ -141,6 +141,39 @@ def test_aenqueue_and_aget_result():
     assert result.return_value == 42
 
 
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the backend hands to Django's sync thread."""
+    import django_edgejobs.tasks as module
+
+    seen: list[str] = []
+    real = module.sync_to_async
+
+    def counting(func: Any, **kwargs: Any) -> Any:
+        seen.append(func.__name__)
+        return real(func, **kwargs)
+
+    monkeypatch.setattr(module, "sync_to_async", counting)
+    return seen
+
+
+def test_aenqueue_and_aget_result_are_native(hops: list[str]):
+    """Bad input raises in the coroutine, before any hop to the sync thread (Django's base
+    backend hops first and raises there); a write or a read is exactly one hop."""
+    before = Job.objects.count()
+    with pytest.raises(TypeError, match="Unsupported type"):
+        async_to_sync(default_task_backend.aenqueue)(t.noop_task, (object(),), {})
+    for bad in ["not-a-uuid", 123, None]:
+        with pytest.raises(TaskResultDoesNotExist):
+            async_to_sync(default_task_backend.aget_result)(bad)
+    assert hops == [] and Job.objects.count() == before
+    result = async_to_sync(default_task_backend.aenqueue)(t.noop_task, (1,), {"two": 3})
+    assert hops == ["_write"]
+    assert get_job(result.id).payload["args"] == [1]
+    assert async_to_sync(default_task_backend.aget_result)(result.id) == result
+    assert hops == ["_write", "_read"]
+
+
 def test_arguments_are_normalised_as_django_does_before_anything_is_written():
     result = t.noop_task.enqueue((1, (2, 3)), key={"nested": (4,)}, raw=b"bytes")
     assert result.args == [[1, [2, 3]]]
@@ -556,6 +589,28 @@ def test_checks_warn_about_queues_no_worker_serves():
     assert list(task_backends["default"].check()) == []
     bad = EdgeJobsBackend("edge", {"QUEUES": ["q" * 101]})
     assert "edgejobs.E102" in [m.id for m in bad.check()]
+
+
+def test_manage_py_check_reports_the_backends_checks_in_a_fresh_process(tmp_path: Any):
+    """Django registers its django.tasks check only when django.tasks is imported, which
+    ``manage.py check`` alone does not do; this app's ready() does, so the backend's checks
+    run. A settings module that imports nothing of django.tasks shows it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "check_settings.py").write_text(
+        "from testproject.settings import *  # noqa\n"
+        "TASKS = {'default': {'BACKEND': 'django_edgejobs.tasks.EdgeJobsBackend',\n"
+        "                     'QUEUES': ['default', 'q' * 101, 'nightly']}}\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "check_settings",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root / "testproject"), str(root)])}
+    proc = subprocess.run([sys.executable, str(root / "testproject" / "manage.py"), "check"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "edgejobs.E102" in proc.stderr and "edgejobs.W101" in proc.stderr, proc.stderr
 
 
 # -- this app's options ---------------------------------------------------------------------

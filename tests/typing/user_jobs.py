@@ -34,7 +34,7 @@ def charge(payload: OrderIn, ctx: JobContext) -> Receipt:
     return Receipt(order_id=payload.order_id, charged=payload.amount)
 
 
-@job("typing.notify")
+@job("typing.notify", schema=Notice, on_invalid="fail")
 async def notify(payload: Notice, ctx: JobContext) -> None:
     return None
 
@@ -50,3 +50,7 @@ def place(order_id: int) -> list[Job]:
 def charged(ctx: JobContext) -> float:
     receipt = charge(OrderIn(order_id=1, amount=2.0), ctx)  # still a plain function
     return receipt.charged
+
+
+async def place_later(order_id: int) -> Job:
+    return await charge.aenqueue(OrderIn(order_id=order_id, amount=3.0), delay=60)

@@ -15,6 +15,7 @@ def wrong(ctx: JobContext) -> str:
     notify.enqueue({"to": "ann@example.com"})  # E
     notify.enqueue({"to": "ann@example.com", "subject": "x", "cc": "bob"})  # E
     charge.enqueue_on_commit(Receipt(order_id=1, charged=2.0))  # E
+    charge.aenqueue(Receipt(order_id=1, charged=2.0))  # E
     receipt: Receipt = charge(OrderIn(order_id=1, amount=2.0), ctx)
     text: str = receipt  # E
     return text

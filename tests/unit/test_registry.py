@@ -38,7 +38,7 @@ def test_job_type_defaults_are_the_per_job_options() -> None:
                  force_kill=True)
     assert jt.defaults() == {"queue": "emails", "priority": 3, "max_attempts": 5,
                              "retry_delay": 2.0, "retry_backoff": False,
-                             "retry_delay_max": 9.0, "timeout": 7.0}
+                             "retry_multiplier": None, "retry_delay_max": 9.0, "timeout": 7.0}
     assert jt.origin == "tests.unit.test_registry.send_email"
     assert jt.is_async is False
     assert JobType(name="t.b", func=fetch).is_async is True
@@ -47,7 +47,8 @@ def test_job_type_defaults_are_the_per_job_options() -> None:
 def test_job_type_without_options_leaves_them_to_settings() -> None:
     assert JobType(name="t.a", func=send_email).defaults() == {
         "queue": "default", "priority": 0, "max_attempts": None, "retry_delay": None,
-        "retry_backoff": None, "retry_delay_max": None, "timeout": None,
+        "retry_backoff": None, "retry_multiplier": None, "retry_delay_max": None,
+        "timeout": None,
     }
 
 
@@ -150,7 +151,8 @@ def test_job_registers_with_options_and_returns_a_callable_handler(register: Cal
     assert jt.func is send_email
     assert jt.defaults() == {"queue": "emails", "priority": 4, "max_attempts": 5,
                              "retry_delay": 30.0, "retry_backoff": False,
-                             "retry_delay_max": 120.0, "timeout": 60.0}
+                             "retry_multiplier": None, "retry_delay_max": 120.0,
+                             "timeout": 60.0}
     assert jt.force_kill is True
     # Still the plain function.
     assert handler({"to": "a@example.com"}, None) == {"sent": "a@example.com"}
@@ -204,7 +206,8 @@ def test_job_must_decorate_a_callable(register: Callable) -> None:
         ({"queue": ""}, r"^@job\('t\.bad'\): queue must be a non-empty string, got ''$"),
         ({"priority": "high"}, r"^@job\('t\.bad'\): priority must be an integer, got 'high'$"),
         ({"retry_delay": -1}, r"^@job\('t\.bad'\): retry_delay must be >= 0, got -1$"),
-        ({"retry_backoff": "no"}, r"^@job\('t\.bad'\): retry_backoff must be True or False"),
+        ({"retry_backoff": "no"}, r"^@job\('t\.bad'\): retry_backoff must be True, False, "
+                                  r"'fixed', 'linear' or 'exponential', got 'no'$"),
         ({"timeout": 0}, r"^@job\('t\.bad'\): timeout must be > 0, got 0$"),
     ],
 )

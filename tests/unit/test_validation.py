@@ -167,8 +167,10 @@ def test_validate_options_accepts_the_edges() -> None:
         ({"retry_delay": math.nan}, r"^w: retry_delay must be a number of seconds, got nan$"),
         ({"retry_delay_max": math.inf}, r"^w: retry_delay_max must be a number of seconds"),
         ({"retry_delay_max": False}, r"^w: retry_delay_max must be a number of seconds"),
-        ({"retry_backoff": "yes"}, r"^w: retry_backoff must be True or False, got 'yes'$"),
-        ({"retry_backoff": 1}, r"^w: retry_backoff must be True or False, got 1$"),
+        ({"retry_backoff": "yes"}, r"^w: retry_backoff must be True, False, 'fixed', "
+                                   r"'linear' or 'exponential', got 'yes'$"),
+        ({"retry_backoff": 1}, r"^w: retry_backoff must be True, False, 'fixed', 'linear' or "
+                               r"'exponential', got 1$"),
         ({"timeout": 0}, r"^w: timeout must be > 0, got 0$"),
         ({"timeout": -3}, r"^w: timeout must be > 0, got -3$"),
         ({"timeout": timedelta(0)}, r"^w: timeout must be > 0, got 0.0$"),

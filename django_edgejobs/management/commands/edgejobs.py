@@ -183,8 +183,8 @@ class Command(BaseCommand):
             self.emit_json(data)
             return
         write = self.stdout.write
-        for key in (*JOB_KEYS, "timeout", "retry_delay", "retry_backoff", "retry_delay_max",
-                    "worker"):
+        for key in (*JOB_KEYS, "timeout", "retry_delay", "retry_backoff", "retry_mode",
+                    "retry_multiplier", "retry_delay_max", "worker"):
             value = data[key]
             if isinstance(value, list):
                 value = ", ".join(value)
