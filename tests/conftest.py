@@ -64,3 +64,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[str]]:
+    """``thread_hops(module)``: the names of the functions ``module`` hands to Django's sync
+    thread with its ``sync_to_async``, from now on (a list that fills as calls happen)."""
+    def watch(module: Any) -> list[str]:
+        seen: list[str] = []
+        real = module.sync_to_async
+
+        def counting(func: Any, **kwargs: Any) -> Any:
+            seen.append(func.__name__)
+            return real(func, **kwargs)
+
+        monkeypatch.setattr(module, "sync_to_async", counting)
+        return seen
+    return watch

@@ -20,18 +20,10 @@ class Signup(TypedDict):
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def hops(thread_hops: Callable[[Any], list[str]]) -> list[str]:
     import django_edgejobs.services.enqueue as module
 
-    seen: list[str] = []
-    real = module.sync_to_async
-
-    def counting(func: Any, **kwargs: Any) -> Any:
-        seen.append(func.__name__)
-        return real(func, **kwargs)
-
-    monkeypatch.setattr(module, "sync_to_async", counting)
-    return seen
+    return thread_hops(module)
 
 
 def test_aenqueue_writes_the_job_in_one_hop(register: Callable, hops: list[str]) -> None:

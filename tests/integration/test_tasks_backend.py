@@ -142,19 +142,11 @@ def test_aenqueue_and_aget_result():
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def hops(thread_hops: Any) -> list[str]:
     """The names of the functions the backend hands to Django's sync thread."""
     import django_edgejobs.tasks as module
 
-    seen: list[str] = []
-    real = module.sync_to_async
-
-    def counting(func: Any, **kwargs: Any) -> Any:
-        seen.append(func.__name__)
-        return real(func, **kwargs)
-
-    monkeypatch.setattr(module, "sync_to_async", counting)
-    return seen
+    return thread_hops(module)
 
 
 def test_aenqueue_and_aget_result_are_native(hops: list[str]):
