@@ -3,7 +3,8 @@
 
 Fills a fresh database with ``--jobs`` jobs (a week of history: mostly completed, some
 failed and cancelled, a backlog of pending and waiting jobs, jobs running on live workers)
-and their events, rolls up the day's latency (what every runworker's rollup service does),
+and their events, rolls up the day (latency and finished counts, as every runworker's rollup
+service does),
 then renders the dashboard, the Failures page and the job list pages with Django's test
 client and prints the median (and best) of ``--runs`` renders of each, as a Markdown table.
 Run it at 100,000 and at 5,000,000 jobs: the dashboard must not grow with the table.

@@ -38,8 +38,12 @@ SPAN = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "
 
 
 def _timeline(since: str, now) -> Timeline:
+    """The window's bars, on whole bar widths since the epoch (the last bar holds now), so
+    the counts per bar come from SQL truncated to the minute, hour or day."""
     size, count = BARS[since]
-    return Timeline(start=now - size * count, size=size, count=count)
+    seconds = size.total_seconds()
+    end = now - timedelta(seconds=now.timestamp() % seconds) + size
+    return Timeline(start=end - size * count, size=size, count=count)
 
 
 def _bar_labels(timeline: Timeline) -> list[str]:

@@ -4,7 +4,7 @@ come from settings, the registry and the schedules, so a table of millions of ro
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import admin
 
@@ -27,7 +27,20 @@ def db_now():
     return get_store().db_now()
 
 
-FINISHED_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+#: The dashboard's windows, in whole units: "1h" is this minute so far and the 59 before it,
+#: "24h" this hour so far and the 23 before it (its charts' buckets; each card links here).
+FINISHED_WINDOWS = {"1h": (timedelta(minutes=1), 60), "24h": (timedelta(hours=1), 24)}
+
+
+def finished_since(window: str, now: datetime) -> datetime | None:
+    """Where the dashboard's ``window`` ("1h", "24h") begins at ``now``; None if unknown."""
+    found = FINISHED_WINDOWS.get(window)
+    if found is None:
+        return None
+    unit, count = found
+    seconds = unit.total_seconds()
+    floor = now - timedelta(seconds=now.timestamp() % seconds)
+    return floor - unit * (count - 1)
 
 
 def _with_current(choices: list[tuple[str, str]], value: str | None) -> list[tuple[str, str]]:
@@ -124,10 +137,10 @@ class FinishedFilter(admin.SimpleListFilter):
         return [("1h", "the last hour"), ("24h", "the last 24 hours")]
 
     def queryset(self, request, queryset):
-        window = FINISHED_WINDOWS.get(self.value() or "")
-        if window is None:
+        since = finished_since(self.value() or "", db_now())
+        if since is None:
             return queryset
-        return queryset.filter(status__in=FINISHED_STATUSES, completed_at__gte=db_now() - window)
+        return queryset.filter(status__in=FINISHED_STATUSES, completed_at__gte=since)
 
 
 class WorkerFilter(admin.SimpleListFilter):

@@ -4,13 +4,13 @@ the live backlog, never by the size of the job table (docs/howto/admin.md, "How 
 - Active jobs (pending, waiting, processing) are counted in full: through the partial claim
   index and the (status, completed_at) index they cost what the backlog holds, not what
   history holds.
-- Finished jobs are counted over windows (the last hour per queue; the last 24 hours from
-  the hourly chart) by range scans of the (status, completed_at) index.
-- Throughput is one GROUP BY per window over the same index (``Store.finished_histogram``,
-  whose bucket arithmetic is vendor SQL).
-- Wait and run times come from every completed job: per-minute histograms kept by the
-  rollup service (``services/rollup.py``), merged per bucket; the last few minutes, not
-  rolled yet, are read from the jobs.
+- Finished jobs (the hour's per queue and per type, the throughput charts, the 1 h and 24 h
+  cards) and the wait and run times come from every job: the per-minute rollups kept by the
+  rollup service (``services/rollup.py``: counts per queue, type and status, latency
+  histograms), read once for the day and summed per bucket; the last few minutes, not
+  rolled yet, are read from the jobs. The windows are whole minutes (the hour: the 59 minutes
+  before this one and this one so far; the day: 24 whole hours, this one so far), so every
+  card is the sum of its chart.
 """
 
 from __future__ import annotations
@@ -71,10 +71,44 @@ def day_buckets(now: datetime) -> Buckets:
     return Buckets(floor_time(now, size) + size, size, 24)
 
 
-def throughput(buckets: Buckets) -> dict[str, list[int]]:
-    """Jobs completed and failed per bucket: one index-only query (the store's SQL)."""
-    return get_store().finished_histogram(buckets.start, int(buckets.size.total_seconds()),
-                                          buckets.count)
+def day_minutes(now: datetime) -> dict[datetime, rollup.Minute]:
+    """The per-minute rollups the dashboard reads: the day chart's window (which covers the
+    hour's)."""
+    day = day_buckets(now)
+    return rollup.minutes(day.start, day.end, now)
+
+
+def throughput(buckets: Buckets, minutes: dict[datetime, rollup.Minute] | None = None,
+               now: datetime | None = None) -> dict[str, list[int]]:
+    """Jobs completed and failed per bucket, from the per-minute rollups (``minutes``: read
+    already for a window that covers ``buckets``)."""
+    if minutes is None:
+        minutes = rollup.minutes(buckets.start, buckets.end, now or get_store().db_now())
+    out: dict[str, list[int]] = {JobStatus.COMPLETED.value: [0] * buckets.count,
+                                 JobStatus.FAILED.value: [0] * buckets.count}
+    size = buckets.size.total_seconds()
+    for minute, got in minutes.items():
+        index = int((minute - buckets.start).total_seconds() // size)
+        if 0 <= index < buckets.count:
+            for done, failed, _ in got.counts.values():
+                out[JobStatus.COMPLETED.value][index] += done
+                out[JobStatus.FAILED.value][index] += failed
+    return out
+
+
+def finished_in(minutes: dict[datetime, rollup.Minute], start: datetime,
+                key: int) -> dict[tuple[str, str], int]:
+    """Jobs finished from ``start`` on, per (queue or type, status): ``key`` 0 groups by
+    queue, 1 by type."""
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for minute, got in minutes.items():
+        if minute < start:
+            continue
+        for pair, values in got.counts.items():
+            for status, n in zip(FINISHED_COLUMNS, values, strict=True):
+                if n:
+                    out[(pair[key], status)] += n
+    return out
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -94,12 +128,12 @@ def latency(buckets: Buckets, now: datetime | None = None,
     already read for a window that covers ``buckets``."""
     now = now or get_store().db_now()
     if minutes is None:
-        minutes = rollup.histograms(buckets.start, buckets.end, now)
+        minutes = rollup.minutes(buckets.start, buckets.end, now)
     out: dict[str, list[float | None]] = defaultdict(list)
     for lo, hi in buckets.edges():
         inside = [v for m, v in minutes.items() if lo <= m < hi]
-        for name, merged in (("wait", hist.merge(w for _, w, _ in inside)),
-                             ("run", hist.merge(r for _, _, r in inside))):
+        for name, merged in (("wait", hist.merge(v.wait for v in inside)),
+                             ("run", hist.merge(v.run for v in inside))):
             out[f"{name}_p50"].append(hist.percentile(merged, 50))
             out[f"{name}_p95"].append(hist.percentile(merged, 95))
     return dict(out)
@@ -114,10 +148,11 @@ class QueueRow:
     paused: bool = False
 
 
-def queues(now: datetime) -> list[QueueRow]:
+def queues(now: datetime, minutes: dict[datetime, rollup.Minute] | None = None
+           ) -> list[QueueRow]:
     """Per queue: active jobs by status, due pending jobs (not past their ``expires_at``)
-    and the oldest due time, jobs finished in the last hour by status, and whether it is
-    paused (a paused queue is listed even with no jobs)."""
+    and the oldest due time, jobs finished in the hour by status (from the rollups), and
+    whether it is paused (a paused queue is listed even with no jobs)."""
     rows: dict[str, QueueRow] = {}
 
     def row(name: str) -> QueueRow:
@@ -132,10 +167,10 @@ def queues(now: datetime) -> list[QueueRow]:
                 .values("queue").annotate(n=Count("pk"), oldest=Min("run_at"))):
         r = row(due["queue"])
         r.due, r.oldest_due = due["n"], due["oldest"]
-    for item in (Job.objects.filter(status__in=FINISHED_STATUSES,
-                                    completed_at__gte=now - timedelta(hours=1)).order_by()
-                 .values("queue", "status").annotate(n=Count("pk"))):
-        row(item["queue"]).counts[item["status"]] = item["n"]
+    if minutes is None:
+        minutes = day_minutes(now)
+    for (queue, status), n in finished_in(minutes, hour_buckets(now).start, 0).items():
+        row(queue).counts[status] = n
     for name in Queue.objects.filter(paused=True).values_list("name", flat=True):
         row(name).paused = True
     return sorted(rows.values(), key=lambda r: r.queue)
@@ -155,17 +190,18 @@ class TypeRow:
         return failure_rate(self.counts)
 
 
-def types(now: datetime) -> list[TypeRow]:
-    """Per job type: active jobs by status (the backlog) and jobs finished in the last hour by
-    status; the types with the most failures first, then the busiest."""
+def types(now: datetime, minutes: dict[datetime, rollup.Minute] | None = None
+          ) -> list[TypeRow]:
+    """Per job type: active jobs by status (the backlog) and jobs finished in the hour by
+    status (from the rollups); the types with the most failures first, then the busiest."""
     rows: dict[str, TypeRow] = {}
     for item in (Job.objects.filter(status__in=ACTIVE_STATUSES).order_by()
                  .values("type", "status").annotate(n=Count("pk"))):
         rows.setdefault(item["type"], TypeRow(item["type"])).counts[item["status"]] = item["n"]
-    for item in (Job.objects.filter(status__in=FINISHED_STATUSES,
-                                    completed_at__gte=now - timedelta(hours=1)).order_by()
-                 .values("type", "status").annotate(n=Count("pk"))):
-        rows.setdefault(item["type"], TypeRow(item["type"])).counts[item["status"]] = item["n"]
+    if minutes is None:
+        minutes = day_minutes(now)
+    for (type_, status), n in finished_in(minutes, hour_buckets(now).start, 1).items():
+        rows.setdefault(type_, TypeRow(type_)).counts[status] = n
     ordered = sorted(rows.values(), key=lambda r: (-r.counts.get(JobStatus.FAILED, 0),
                                                    -sum(r.counts.values()), r.type))
     return ordered[:MAX_TYPES]
@@ -230,25 +266,25 @@ def next_cron_runs(now: datetime, limit: int = 10) -> list[CronRun]:
 def collect(now: datetime) -> dict[str, Any]:
     """Everything the dashboard shows, as of ``now`` (the database's clock)."""
     settings = get_settings()
-    queue_rows = queues(now)
+    # One read of the day's per-minute rollups serves the charts and the finished counts.
+    minutes = day_minutes(now)
+    queue_rows = queues(now, minutes)
     due = sum(r.due for r in queue_rows)
     oldest = min((r.oldest_due for r in queue_rows if r.oldest_due), default=None)
     hour, day = hour_buckets(now), day_buckets(now)
-    throughput_hour, throughput_day = throughput(hour), throughput(day)
-    # The windows' totals come from queries made anyway: the per-queue counts of the last
-    # hour, and the 24 hourly buckets of the day chart (so the card matches the chart).
+    throughput_hour, throughput_day = throughput(hour, minutes), throughput(day, minutes)
+    # The windows' totals: the per-queue counts of the hour, and the 24 hourly buckets of
+    # the day chart (each card is the sum of its chart).
     totals_1h = {status: sum(r.counts.get(status, 0) for r in queue_rows)
                  for status in FINISHED_COLUMNS}
     totals_24h = {status: sum(throughput_day[status])
                   for status in (JobStatus.COMPLETED, JobStatus.FAILED)}
     latency_hour = Buckets(hour.end, timedelta(minutes=5), 12)
-    # One read of the day's per-minute latency serves both charts (the day covers the hour).
-    minutes = rollup.histograms(day.start, day.end, now)
     worker_rows = workers(now)
     return {
         "now": now,
         "queues": queue_rows,
-        "types": types(now),
+        "types": types(now, minutes),
         "totals": {status: sum(r.counts.get(status, 0) for r in queue_rows)
                    for status in STATUS_COLUMNS},
         "due": due,

@@ -1,7 +1,7 @@
 from .cache_entry import CacheEntry
 from .event import JobEvent
 from .job import Job, JobQuerySet, JobStatus
-from .latency import LatencyMinute
+from .latency import FinishedMinute, LatencyMinute
 from .limits import LimitKey, RateStart
 from .queue import Dashboard, Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
@@ -14,6 +14,7 @@ __all__ = [
     "CronSchedule",
     "CronTick",
     "Dashboard",
+    "FinishedMinute",
     "Job",
     "JobEvent",
     "JobQuerySet",

@@ -101,6 +101,10 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     error_history = models.JSONField(default=list, blank=True)
+    #: The fingerprint of ``last_error`` (``fingerprints.py``: exception class and message,
+    #: numbers and ids aside), written with it, so failures group in SQL. NULL: no error, or
+    #: one written before migration 0014 (grouped from ``last_error`` in Python).
+    error_group = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001
     #: Durable steps: results of ``ctx.run`` by step name, plus the waits and tokens of the
     #: handler by position, so a re-invoked handler replays instead of redoing.
     steps = models.JSONField(default=dict, blank=True)
@@ -199,6 +203,12 @@ class Job(models.Model):
                 name="edgejobs_job_running_key_idx",
             ),
             models.Index(fields=["status", "completed_at"], name="edgejobs_job_finished_idx"),
+            # Failure groups: the failed jobs of a group, latest first (only failed rows).
+            models.Index(
+                fields=["error_group", "-completed_at"],
+                condition=Q(status="failed"),
+                name="edgejobs_job_failed_group_idx",
+            ),
             models.Index(fields=["type", "-created_at"], name="edgejobs_job_type_idx"),
             models.Index(fields=["-created_at"], name="edgejobs_job_created_idx"),
         ]

@@ -1,4 +1,5 @@
-"""Per-minute latency rollups: the dashboard's wait and run times, from every job."""
+"""Per-minute rollups: the dashboard's wait and run times and its finished counts, from every
+job."""
 
 from __future__ import annotations
 
@@ -24,3 +25,29 @@ class LatencyMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} ({self.completed} completed)"
+
+
+class FinishedMinute(models.Model):
+    """The jobs of one queue and type that finished in one minute, by status: written with
+    the minute's ``LatencyMinute`` (in the same transaction, by the same roll), so a minute
+    that has a ``LatencyMinute`` has all of its rows here (none when nothing finished)."""
+
+    minute = models.DateTimeField()
+    queue = models.CharField(max_length=100)
+    type = models.CharField(max_length=200)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "edgejobs_finished_minute"
+        default_permissions = ()
+        constraints = [
+            # Also the index the dashboard's range reads use (minute first).
+            models.UniqueConstraint(fields=["minute", "queue", "type"],
+                                    name="edgejobs_finished_minute_once"),
+        ]
+
+    def __str__(self) -> str:
+        return (f"{self.minute:%Y-%m-%d %H:%M} {self.queue}/{self.type}: {self.completed} "
+                f"completed, {self.failed} failed, {self.cancelled} cancelled")

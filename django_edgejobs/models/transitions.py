@@ -54,14 +54,16 @@ COMPLETE = Transition("complete", (PROCESSING,), COMPLETED, "completed",
                             "lease cleared"))
 RETRY = Transition("retry", (PROCESSING,), PENDING, "retried", signal="job_retried",
                    fenced=True, by="worker (a failed attempt, or Retry)",
-                   sets=("run_at", "last_error", "error_history",
+                   sets=("run_at", "last_error", "error_group", "error_history",
                          "started_at (the handler's begin)", "lease cleared"))
 FAIL = Transition("fail", (PROCESSING,), FAILED, "failed", signal="job_failed", fenced=True,
                   by="worker", sets=("started_at and completed_at (the handler's begin and end)",
-                                     "last_error", "error_history", "lease cleared"))
+                                     "last_error", "error_group", "error_history",
+                                     "lease cleared"))
 RELEASE = Transition("release", (PROCESSING,), PENDING, "released", fenced=True,
                      attempts="-1", by="worker (shutdown, a type it has no handler for)",
-                     sets=("run_at", "last_error (unknown type)", "lease cleared"))
+                     sets=("run_at", "last_error (unknown type; error_group cleared)",
+                           "lease cleared"))
 WAIT = Transition("wait", (PROCESSING,), WAITING, "waiting", fenced=True, attempts="-1",
                   by="worker (ctx.wait_*, wait_for_token)",
                   sets=("run_at", "wait_token", "steps", "lease cleared"))
@@ -70,14 +72,15 @@ RESUME = Transition("resume", (WAITING,), PENDING, "resumed",
                        "run_job_now", sets=("run_at", "wait_token"))
 RECLAIM = Transition("reclaim", (PROCESSING,), PENDING, "reclaimed",
                      by="supervisor (worker silent for WORKER_TIMEOUT, or restarted)",
-                     sets=("run_at", "last_error", "error_history", "lease cleared"))
+                     sets=("run_at", "last_error", "error_group", "error_history",
+                           "lease cleared"))
 RECLAIM_FAIL = Transition("reclaim, no attempt left", (PROCESSING,), FAILED, "reclaimed",
-                          by="supervisor", sets=("completed_at", "last_error", "error_history",
-                                                 "lease cleared"))
+                          by="supervisor", sets=("completed_at", "last_error", "error_group",
+                                                 "error_history", "lease cleared"))
 REJECT = Transition("reject", (PENDING,), FAILED, "failed", signal="job_failed",
                     by="enqueue with on_invalid='fail' (the schema refused the payload), in "
                        "the enqueue's transaction",
-                    sets=("completed_at", "last_error", "error_history"))
+                    sets=("completed_at", "last_error", "error_group", "error_history"))
 EXPIRE = Transition("expire", (PENDING,), CANCELLED, "cancelled", by="supervisor (expires_at)",
                     sets=("completed_at",))
 CANCEL = Transition("cancel", (PENDING, WAITING), CANCELLED, "cancelled",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..fingerprints import error_group
 from ..models.transitions import COMPLETE, FAIL, OUTCOMES, RETRY
 from ..store import Finish
 
@@ -37,6 +38,7 @@ def _apply(job: Job, outcome: Finish) -> None:
         job.status, job.result, job.completed_at = "completed", outcome.result, now
     elif outcome.kind in ("retry", "failed"):
         job.last_error, job.error_history = outcome.error, outcome.error_history
+        job.error_group = error_group(outcome.error, outcome.error_history)
         job.status = "pending" if outcome.kind == "retry" else "failed"
         if outcome.kind == "retry":
             job.run_at = now + timedelta(seconds=outcome.delay)
@@ -49,7 +51,7 @@ def _apply(job: Job, outcome: Finish) -> None:
         job.status, job.attempts = "pending", job.attempts - 1
         job.run_at = now + timedelta(seconds=outcome.delay)
         if outcome.error:
-            job.last_error = outcome.error
+            job.last_error, job.error_group = outcome.error, None
 
 
 #: The longest error text a reduced outcome keeps.

@@ -18,6 +18,7 @@ from django.utils import timezone
 from .. import signals, telemetry
 from ..conf import get_settings
 from ..exceptions import InvalidPayload, UnknownJobType
+from ..fingerprints import error_group
 from ..models import Job
 from ..models.clock import Now
 from ..models.transitions import REJECT
@@ -354,6 +355,7 @@ def _reject(written: list, jobs: list) -> list:
             history = [{"attempt": 0, "error": error, "traceback": "",
                         "at": timezone.now().isoformat()}]
             if _change([job.id], REJECT, {"last_error": error, "error_history": history,
+                                          "error_group": error_group(error, history),
                                           "completed_at": Now()}, {"error": error}):
                 rejected[job.id] = error
     if not rejected:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
+from ..fingerprints import error_group
 from ..models import Job, JobEvent, Worker
 from ..models import transitions as t
 from ..models.clock import Now
@@ -53,7 +54,8 @@ class MaintenanceVerbs(StoreCore):
                     status = transition.target
                     changes: dict[str, Any] = dict(
                         status=status, lease_token=None, lease_owner="", last_error=error,
-                        error_history=history, updated_at=Now(),
+                        error_history=history, error_group=error_group(error, history),
+                        updated_at=Now(),
                     )
                     if last:
                         changes["completed_at"] = Now()

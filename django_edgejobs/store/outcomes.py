@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
+from ..fingerprints import error_group
 from ..models import Job, JobStatus
 from ..models import transitions as t
 from ..models.clock import Now
@@ -131,9 +132,11 @@ class OutcomeVerbs(StoreCore):
             changes.update(result=o.result, completed_at=ended)
         elif transition is t.RETRY:
             changes.update(run_at=Now() + timedelta(seconds=o.delay), last_error=o.error,
-                           error_history=o.error_history)
+                           error_history=o.error_history,
+                           error_group=error_group(o.error, o.error_history))
         elif transition is t.FAIL:
-            changes.update(completed_at=ended, last_error=o.error, error_history=o.error_history)
+            changes.update(completed_at=ended, last_error=o.error, error_history=o.error_history,
+                           error_group=error_group(o.error, o.error_history))
         elif transition is t.WAIT:
             changes.update(attempts=F("attempts") - 1, run_at=o.until or Now(),
                            wait_token=o.wait_token)
@@ -144,7 +147,9 @@ class OutcomeVerbs(StoreCore):
             changes.update(attempts=F("attempts") - 1,
                            run_at=Now() + timedelta(seconds=o.delay) if o.delay else Now())
             if o.error:
-                changes["last_error"] = o.error
+                # The stored history is not this outcome's: the fingerprint is left to be
+                # read from the row (``services/failures.py``), as for a job of before 0014.
+                changes.update(last_error=o.error, error_group=None)
         return changes
 
     # -- leases, progress -----------------------------------------------------------------

@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -275,9 +274,3 @@ class PostgresStore(Store):
         if mode == "any":
             return sql.TAGS_ANY_SQL, [tags]
         return sql.TAGS_NONE_SQL, [tags]
-
-    def _histogram_rows(self, start: datetime, end: datetime,
-                        size: int) -> Iterable[tuple[str, int, int]]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql.HISTOGRAM_SQL, [start, size, "completed", "failed", start, end])
-            return cursor.fetchall()

@@ -170,9 +170,3 @@ TAGS_EXACT_SQL = f"({_TAGS} @> %s::jsonb AND {_TAGS} <@ %s::jsonb)"
 TAGS_ANY_SQL = f"{_TAGS} ?| %s::text[]"
 #: ... none of the tags. Params: the tags.
 TAGS_NONE_SQL = f"NOT ({_TAGS} ?| %s::text[])"
-
-#: (status, bucket, count) of the jobs completed and failed in ``size``-second buckets.
-#: Params: start, size, 'completed', 'failed', start, end.
-HISTOGRAM_SQL = (f"SELECT status, floor(extract(epoch FROM completed_at - %s) / %s)::int, "
-                 f'count(*) FROM "{JOBS}" WHERE status IN (%s, %s) AND completed_at >= %s '
-                 f"AND completed_at < %s GROUP BY 1, 2")

@@ -100,13 +100,3 @@ def insert_events_sql(count: int) -> str:
     per event."""
     marks = ", ".join(["(%s, %s, %s, %s)"] * count)
     return f'INSERT INTO "{EVENTS}" (job_id, type, data, created_at) VALUES {marks}'
-
-
-# -- reads ------------------------------------------------------------------------------------
-
-#: (status, bucket, count) of the jobs completed and failed in ``size``-second buckets, with
-#: SQLite's own strftime (Django's date functions are Python, called once per row).
-#: Params: start (epoch seconds), size, 'completed', 'failed', start, end.
-HISTOGRAM_SQL = (f"SELECT status, (CAST(STRFTIME('%%s', completed_at) AS INTEGER) - %s) / %s, "
-                 f'COUNT(*) FROM "{JOBS}" WHERE status IN (%s, %s) AND completed_at >= %s '
-                 f"AND completed_at < %s GROUP BY 1, 2")

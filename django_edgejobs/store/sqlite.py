@@ -111,13 +111,3 @@ class SQLiteStore(Store):
             values += [prep(job_id, self.connection), kind, json.dumps(data), now]
         with self.connection.cursor() as cursor:
             cursor.execute(sql.insert_events_sql(len(rows)), values)
-
-    def _histogram_rows(self, start: datetime, end: datetime,
-                        size: int) -> Iterable[tuple[str, int, int]]:
-        # Native strftime, not Django's Python date functions (called once per row).
-        ops = self.connection.ops
-        params = [int(start.timestamp()), int(size), "completed", "failed",
-                  ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)]
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql.HISTOGRAM_SQL, params)
-            return cursor.fetchall()

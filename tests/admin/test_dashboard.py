@@ -228,37 +228,100 @@ def test_the_dashboard_uses_a_bounded_number_of_queries(admin_client,
         admin_client.get(reverse(URL))
 
 
-def test_only_the_last_minutes_without_a_rollup_are_read_from_the_jobs(monkeypatch):
+def test_only_the_minutes_without_a_rollup_are_read_from_the_jobs(monkeypatch):
     """The day chart's window ends at the next hour: the minutes still to come were each
     measured (a query apiece, up to 60: the dashboard's query count then depended on the time
-    of day). Only the minutes from recent_start to now are."""
+    of day). With the day rolled, one read covers the last minutes, up to now."""
     from django_edgejobs.services import rollup
 
-    measured = []
-    monkeypatch.setattr(rollup, "measure", lambda lo, hi: measured.append(lo) or (0, {}, {}))
     now = get_store().db_now()
-    rollup.histograms(now - timedelta(hours=24), now + timedelta(minutes=59), now)
-    assert measured and max(measured) <= now
-    assert len(measured) <= (rollup.GRACE + rollup.REVISIT).total_seconds() // 60 + 3
+    day = stats.day_buckets(now)
+    rollup.roll(rollup.closed_minutes(day.start, rollup.recent_start(now)), now)
+    real, read = rollup.measure_range, []
+    monkeypatch.setattr(rollup, "measure_range",
+                        lambda lo, hi: read.append((lo, hi)) or real(lo, hi))
+    rollup.minutes(day.start, day.end, now)
+    [(lo, hi)] = read
+    assert lo == rollup.recent_start(now) and now < hi <= now + rollup.MINUTE
+
+
+def test_finished_counts_come_from_the_rollup_and_cost_no_job_reads():
+    """The hour's counts per queue and type, the throughput charts and the cards are sums of
+    the per-minute rollup: once rolled, the jobs can go (pruned) and the figures stay, and
+    the rows read do not grow with the jobs the window holds."""
+    from django_edgejobs.services import rollup
+
+    for i in range(12):
+        finished("completed", timedelta(minutes=10 + i), queue="bees")
+    finished("failed", timedelta(minutes=20), type_="t.b")
+    finished("cancelled", timedelta(minutes=30))
+    finished("failed", timedelta(hours=5))
+    now = get_store().db_now()
+    day = stats.day_buckets(now)
+    rollup.roll(rollup.closed_minutes(day.start, rollup.recent_start(now)), now)
+    before = stats.collect(now)
+    Job.objects.all().delete()
+    after = stats.collect(now)
+    for key in ("totals_1h", "totals_24h", "throughput_hour", "throughput_day"):
+        assert after[key] == before[key], key
+    assert before["totals_1h"] == {"completed": 12, "failed": 1, "cancelled": 1}
+    assert before["totals_24h"] == {"completed": 12, "failed": 2}
+    assert [(r.queue, r.counts) for r in after["queues"] if r.counts] == [
+        ("bees", {"completed": 12, "failed": 1}), ("default", {"cancelled": 1})]
+    assert [(r.type, r.counts) for r in after["types"]] == [
+        ("t.b", {"failed": 1}), ("t.a", {"completed": 12, "cancelled": 1})]
+
+
+def test_a_re_roll_counts_jobs_that_left_the_minute_as_zeros(admin_client):
+    """A failed job retried after its minute was rolled leaves that minute: the last roll
+    writes its (queue, type) as zeros (an upsert: concurrent rolls never collide)."""
+    from django_edgejobs import retry_job
+    from django_edgejobs.models import FinishedMinute
+    from django_edgejobs.services import rollup
+
+    job = finished("failed", timedelta(minutes=3), type_="t.b")
+    now = get_store().db_now()
+    minute = rollup.floor_minute(job.completed_at)
+    rollup.roll([minute], now)
+    assert FinishedMinute.objects.get(minute=minute, type="t.b").failed == 1
+    assert retry_job(job.id)
+    rollup.roll([minute], now)
+    rollup.roll([minute], now)
+    row = FinishedMinute.objects.get(minute=minute, type="t.b")
+    assert (row.completed, row.failed, row.cancelled) == (0, 0, 0)
+    assert stats.collect(now)["totals_1h"]["failed"] == 0
+
+
+def test_without_any_rollup_the_counts_are_read_from_the_jobs():
+    """No worker has rolled anything (none running, or a fresh install): the figures are
+    still every job's, read from the jobs in one pass over the missing minutes."""
+    finished("completed", timedelta(minutes=50))
+    finished("failed", timedelta(hours=20))
+    data = stats.collect(get_store().db_now())
+    assert data["totals_1h"]["completed"] == 1
+    assert data["totals_24h"] == {"completed": 1, "failed": 1}
+
+
+def test_the_cards_links_list_the_jobs_the_cards_count(admin_client):
+    """The 1 h and 24 h windows are whole minutes and hours (the charts' buckets): the list a
+    card links to starts where the card's window does."""
+    from django_edgejobs.admin.filters import finished_since
+
+    now = get_store().db_now()
+    assert finished_since("1h", now) == stats.hour_buckets(now).start
+    assert finished_since("24h", now) == stats.day_buckets(now).start
+    assert finished_since("2h", now) is None
+    edge = stats.hour_buckets(now).start
+    make_job("failed", completed_at=edge + timedelta(seconds=1))
+    make_job("failed", completed_at=edge - timedelta(seconds=1))
+    card = stats.collect(now)["totals_1h"]["failed"]
+    listed = admin_client.get(reverse("admin:django_edgejobs_job_changelist"),
+                              {"status": "failed", "finished": "1h"})
+    assert card == len(listed.context["cl"].result_list) == 1
 
 
 def test_post_is_not_allowed(admin_client):
     assert admin_client.post(reverse(URL)).status_code == 405
-
-
-def test_the_vendor_histogram_matches_the_portable_one_at_bucket_edges():
-    from django_edgejobs.store.base import Store
-
-    start = stats.floor_time(timezone.now(), timedelta(minutes=1)) - timedelta(minutes=10)
-    for seconds, status in ((0, "completed"), (59.999, "completed"), (60, "failed"),
-                            (61, "completed"), (599, "failed"), (600, "completed"),
-                            (-1, "completed")):
-        make_job(status, completed_at=start + timedelta(seconds=seconds))
-    vendor = get_store().finished_histogram(start, 60, 10)
-    portable = Store(get_store().alias).finished_histogram(start, 60, 10)
-    assert vendor == portable
-    assert vendor["completed"] == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
-    assert vendor["failed"] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
 
 
 def test_jobs_past_their_expiry_are_not_due_nor_overdue():

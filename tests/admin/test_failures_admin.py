@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from django_edgejobs import failure_groups, get_job
 from django_edgejobs.admin import actions as job_actions
+from django_edgejobs.models import Job
 from tests.admin.conftest import make_job
 
 pytestmark = pytest.mark.django_db
@@ -175,9 +176,17 @@ def test_each_group_has_a_sparkline_of_when_its_jobs_failed(admin_client, groups
     conn = html[html.index(f'data-fingerprint="{fingerprint_of(groups["conn"][0])}"'):]
     spark = conn[conn.index('<svg class="ej-spark"'):conn.index("</svg>")]
     counts = [int(n) for n in re.findall(r": ([\d,]+)</title>", spark)]
-    # 24 hourly bars: the three failures 5 minutes ago in the last, the fourth 5 h before.
-    assert len(counts) == 24
-    assert counts[-1] == 3 and counts[-6] == 1 and sum(counts) == 4
+    # 24 hourly bars, on whole hours (the last holds now): the three failures of 5 minutes
+    # ago in the bar of their hour, the fourth in the bar 5 h 10 min before.
+    from django_edgejobs.admin.failures import _timeline
+    from django_edgejobs.store import get_store
+
+    timeline = _timeline("24h", get_store().db_now())
+    expected = [0] * 24
+    for job in [*groups["conn"], *Job.objects.filter(last_error__contains="10.0.0.9")]:
+        expected[timeline.index(get_job(job.id).completed_at)] += 1
+    assert len(counts) == 24 and counts == expected and sum(counts) == 4
+    assert timeline.start.minute == 0 and timeline.unit() == "hour"
     assert spark.count("<rect") == 24
 
 

@@ -19,8 +19,8 @@ from django_edgejobs import (
     list_jobs,
     retry_all_failed,
 )
+from django_edgejobs.fingerprints import describe_failure, fingerprint, normalise
 from django_edgejobs.models import Job, JobEvent, JobStatus
-from django_edgejobs.services.failures import describe_failure, fingerprint, normalise
 from tests.integration.test_jobs_api import make
 
 pytestmark = pytest.mark.django_db

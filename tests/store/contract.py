@@ -26,6 +26,7 @@ from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
+from django_edgejobs.fingerprints import error_group
 from django_edgejobs.models import Job, JobEvent, Queue, RateStart, WaitToken, Worker
 from django_edgejobs.store.base import Finish, Store
 from django_edgejobs.store.claim import JobTypes
@@ -449,6 +450,8 @@ VERBS: dict[str, Verb] = {
         run=_finish("retry"), took=_accepted,
         changes={"status": "pending", "run_at": Moment(RETRY_DELAY), "last_error": ERROR,
                  "error_history": From(lambda c: history(c.old["attempts"]), "the history"),
+                 "error_group": From(lambda c: error_group(ERROR, history(c.old["attempts"])),
+                                     "its fingerprint"),
                  **LEASE_CLEARED},
         events=[("retried", From(lambda c: {"attempt": c.old["attempts"], "error": ERROR,
                                             "delay": RETRY_DELAY}))]),
@@ -456,6 +459,8 @@ VERBS: dict[str, Verb] = {
         run=_finish("failed"), took=_accepted,
         changes={"status": "failed", "completed_at": NOW, "last_error": ERROR,
                  "error_history": From(lambda c: history(c.old["attempts"]), "the history"),
+                 "error_group": From(lambda c: error_group(ERROR, history(c.old["attempts"])),
+                                     "its fingerprint"),
                  **LEASE_CLEARED},
         events=[("failed", From(lambda c: {"attempt": c.old["attempts"], "error": ERROR,
                                            "permanent": False}))]),
@@ -481,7 +486,8 @@ VERBS: dict[str, Verb] = {
     "finish:released_later": Verb(
         run=_finish("released_later"), took=_accepted,
         changes={"status": "pending", "attempts": From(lambda c: c.old["attempts"] - 1),
-                 "run_at": Moment(RETRY_DELAY), "last_error": NO_HANDLER, **LEASE_CLEARED},
+                 "run_at": Moment(RETRY_DELAY), "last_error": NO_HANDLER, "error_group": None,
+                 **LEASE_CLEARED},
         events=[("released", From(lambda c: {"attempt": c.old["attempts"],
                                              "reason": "unknown_type", "worker": OWNER,
                                              "delay": RETRY_DELAY}))]),
@@ -521,12 +527,16 @@ VERBS: dict[str, Verb] = {
         run=lambda s, j, x: s.reclaim(60), took=lambda r, j: (j.id, "pending") in r,
         prepare=_prepare_dead_worker,
         changes={**RECLAIMED, "last_error": From(lambda c: RECLAIM_TIMEOUT.format(**c.old)),
-                 "error_history": Appended(RECLAIM_TIMEOUT)},
+                 "error_history": Appended(RECLAIM_TIMEOUT),
+                 "error_group": From(lambda c: error_group(RECLAIM_TIMEOUT.format(**c.old),
+                                                           None), "its fingerprint")},
         events=[RECLAIMED_EVENT]),
     "reclaim:owner": Verb(
         run=lambda s, j, x: s.reclaim(60, owner=OWNER), took=lambda r, j: (j.id, "pending") in r,
         changes={**RECLAIMED, "last_error": From(lambda c: RECLAIM_OWNER.format(**c.old)),
-                 "error_history": Appended(RECLAIM_OWNER)},
+                 "error_history": Appended(RECLAIM_OWNER),
+                 "error_group": From(lambda c: error_group(RECLAIM_OWNER.format(**c.old),
+                                                           None), "its fingerprint")},
         events=[RECLAIMED_EVENT]),
     "prune_jobs": Verb(
         run=lambda s, j, x: s.prune_jobs(days=1), took=lambda r, j: r == 1, deletes=True),
