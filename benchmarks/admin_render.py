@@ -47,6 +47,7 @@ def fill(n: int, seed: int = 1) -> dict[str, float]:
     from django.db import connection
     from django.utils import timezone
 
+    from django_edgejobs.fingerprints import error_group
     from django_edgejobs.models import Job, JobEvent, Worker
 
     rng = random.Random(seed)
@@ -91,6 +92,7 @@ def fill(n: int, seed: int = 1) -> dict[str, float]:
                 job.last_error = "ConnectionError: partner answered 503"
                 job.error_history = [{"attempt": 3, "error": job.last_error,
                                       "traceback": "Traceback...", "at": created.isoformat()}]
+                job.error_group = error_group(job.last_error, job.error_history)  # as a worker
             kinds += ["processing", job.status]
         elif roll < 0.96:
             job.status, job.completed_at = "cancelled", created + wait

@@ -14,12 +14,18 @@ from django.db import migrations, models
 INDEX = models.Index(condition=models.Q(("status", "failed")),
                      fields=["error_group", "-completed_at"],
                      name="edgejobs_job_failed_group_idx")
+#: The same index on PostgreSQL, covering the type too: the groups' counts, types and
+#: timelines are then index-only scans (``include`` is PostgreSQL's; Django warns about it on
+#: SQLite, so the model's state has the plain one).
+PG_INDEX = models.Index(condition=models.Q(("status", "failed")),
+                        fields=["error_group", "-completed_at"], include=["type"],
+                        name="edgejobs_job_failed_group_idx")
 
 
 def add_index(apps, schema_editor):
     model = apps.get_model("django_edgejobs", "Job")
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(INDEX.create_sql(model, schema_editor, concurrently=True))
+        schema_editor.execute(PG_INDEX.create_sql(model, schema_editor, concurrently=True))
     else:
         schema_editor.add_index(model, INDEX)
 

@@ -203,7 +203,9 @@ class Job(models.Model):
                 name="edgejobs_job_running_key_idx",
             ),
             models.Index(fields=["status", "completed_at"], name="edgejobs_job_finished_idx"),
-            # Failure groups: the failed jobs of a group, latest first (only failed rows).
+            # Failure groups: the failed jobs of a group, latest first (only failed rows). On
+            # PostgreSQL it also INCLUDEs the type (migration 0014), so the groups' counts,
+            # types and timelines read only the index.
             models.Index(
                 fields=["error_group", "-completed_at"],
                 condition=Q(status="failed"),

@@ -116,7 +116,7 @@ def grouped_failures(since: datetime | None = None, type: str | None = None,
     groups: dict[str, dict[str, Any]] = {}
     counts: dict[str, list[int]] = {}
     for key, n, first, last in (stored.values("error_group")
-                                .annotate(n=Count("pk"), first=Min(moment), last=Max(moment))
+                                .annotate(n=Count("*"), first=Min(moment), last=Max(moment))
                                 .values_list("error_group", "n", "first", "last")):
         groups[key] = {"count": n, "first": first, "last": last, "types": set(),
                        "example": None}
@@ -127,7 +127,7 @@ def grouped_failures(since: datetime | None = None, type: str | None = None,
     unit = timeline.unit() if timeline is not None else None
     if timeline is not None and unit is not None:
         bucketed = (stored.annotate(at=Trunc(moment, unit, tzinfo=UTC))
-                    .values("error_group", "at").annotate(n=Count("pk"))
+                    .values("error_group", "at").annotate(n=Count("*"))
                     .values_list("error_group", "at", "n"))
         for key, at, n in bucketed:
             i = timeline.index(at)

@@ -151,6 +151,17 @@ def test_failed_ids_and_retry_all_of_a_group_take_stored_and_unstored_jobs(
     assert Job.objects.get(id=jobs[4].id).status == "failed"
 
 
+def test_on_postgresql_the_group_index_covers_the_type() -> None:
+    """So the groups' counts, types and timelines are index-only scans there."""
+    if connection.vendor != "postgresql":
+        pytest.skip("INCLUDE is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                       ["edgejobs_job_failed_group_idx"])
+        (definition,), = cursor.fetchall()
+    assert "INCLUDE (type)" in definition and "WHERE" in definition
+
+
 def test_the_migration_fills_the_jobs_that_have_an_error(failing: str) -> None:
     import importlib
 
