@@ -45,7 +45,7 @@ class JobType:
     priority: int = 0
     max_attempts: int | None = None
     retry_delay: float | None = None
-    #: True, False or a mode: "fixed", "linear", "exponential" (``services/retry.py``).
+    #: True, False or a mode: "fixed", "linear", "exponential" (``retry.py``).
     retry_backoff: bool | str | None = None
     retry_multiplier: float | None = None
     retry_delay_max: float | None = None

@@ -21,6 +21,7 @@ from ..services.failures import FailureGroup, Timeline, grouped_failures
 from ..store import get_store
 from . import charts, display
 from .dashboard import changelist_url
+from .filters import floor_time
 
 #: The windows the page offers: failed for good within the last ...
 SINCE = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7),
@@ -41,8 +42,7 @@ def _timeline(since: str, now) -> Timeline:
     """The window's bars, on whole bar widths since the epoch (the last bar holds now), so
     the counts per bar come from SQL truncated to the minute, hour or day."""
     size, count = BARS[since]
-    seconds = size.total_seconds()
-    end = now - timedelta(seconds=now.timestamp() % seconds) + size
+    end = floor_time(now, size) + size
     return Timeline(start=end - size * count, size=size, count=count)
 
 

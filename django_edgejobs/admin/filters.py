@@ -32,15 +32,20 @@ def db_now():
 FINISHED_WINDOWS = {"1h": (timedelta(minutes=1), 60), "24h": (timedelta(hours=1), 24)}
 
 
+def floor_time(when: datetime, size: timedelta) -> datetime:
+    """``when`` down to a whole ``size`` since the epoch (whole seconds)."""
+    seconds = int(size.total_seconds())
+    epoch = int(when.timestamp())
+    return when - timedelta(seconds=epoch % seconds, microseconds=when.microsecond)
+
+
 def finished_since(window: str, now: datetime) -> datetime | None:
     """Where the dashboard's ``window`` ("1h", "24h") begins at ``now``; None if unknown."""
     found = FINISHED_WINDOWS.get(window)
     if found is None:
         return None
     unit, count = found
-    seconds = unit.total_seconds()
-    floor = now - timedelta(seconds=now.timestamp() % seconds)
-    return floor - unit * (count - 1)
+    return floor_time(now, unit) - unit * (count - 1)
 
 
 def _with_current(choices: list[tuple[str, str]], value: str | None) -> list[tuple[str, str]]:

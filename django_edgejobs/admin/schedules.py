@@ -18,8 +18,8 @@ from django.utils.safestring import mark_safe
 from ..crontimes import get_zone, parse_expression
 from ..models import CronSchedule, CronTick, Job
 from ..registry import get_registry
+from ..retry import backoff_mode
 from ..services import schedules as services
-from ..services.retry import backoff_mode
 from . import display
 from .base import GuardedActionsMixin, UrlInputMixin, log_change, time_column
 
@@ -70,7 +70,7 @@ class CronScheduleForm(forms.ModelForm):
 
     def stored_backoff(self) -> str:
         """The instance's ``retry_backoff`` as a mode name ("": the type's default)."""
-        backoff = self.instance.retry_mode or self.instance.retry_backoff
+        backoff = self.instance.backoff
         return "" if backoff is None else backoff_mode(backoff)
 
     def clean_cron(self) -> str:
@@ -107,7 +107,7 @@ class CronScheduleForm(forms.ModelForm):
         # An unchanged mode keeps its stored form (True stays True, not "exponential").
         backoff = data.get("backoff") or None
         if self.instance.pk and (backoff or "") == self.stored_backoff():
-            backoff = self.instance.retry_mode or self.instance.retry_backoff
+            backoff = self.instance.backoff
         values["retry_backoff"] = backoff
         values["metadata"] = {} if values["metadata"] is None else values["metadata"]
         values["payload"] = {} if values["payload"] is None else values["payload"]
@@ -185,7 +185,7 @@ class CronScheduleAdmin(GuardedActionsMixin, UrlInputMixin, admin.ModelAdmin):
     @admin.display(description="retry backoff")
     def backoff(self, obj: CronSchedule) -> str:
         """The read-only view of the form's ``backoff`` (a view-only user's page)."""
-        stored = obj.retry_mode or obj.retry_backoff
+        stored = obj.backoff
         return "the job type's default" if stored is None else backoff_mode(stored)
 
     @admin.display(description="metadata")

@@ -28,7 +28,7 @@ from ..models import CronSchedule, Job, Queue, Worker
 from ..models.job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 from ..services import rollup
 from ..store import get_store
-from .filters import OVERDUE_AFTER
+from .filters import FINISHED_WINDOWS, OVERDUE_AFTER, floor_time
 
 MAX_WORKERS = 50
 MAX_SCHEDULES = 500
@@ -54,21 +54,21 @@ class Buckets:
         return [(start + self.size * i, start + self.size * (i + 1)) for i in range(self.count)]
 
 
-def floor_time(when: datetime, size: timedelta) -> datetime:
-    seconds = int(size.total_seconds())
-    epoch = int(when.timestamp())
-    return when - timedelta(seconds=epoch % seconds, microseconds=when.microsecond)
+def _window(name: str, now: datetime) -> Buckets:
+    """A dashboard window (``filters.FINISHED_WINDOWS``, which the cards' links filter by)
+    as buckets; the last one is the current, partial one."""
+    size, count = FINISHED_WINDOWS[name]
+    return Buckets(floor_time(now, size) + size, size, count)
 
 
 def hour_buckets(now: datetime) -> Buckets:
     """60 one-minute buckets; the last one is the current, partial minute."""
-    size = timedelta(minutes=1)
-    return Buckets(floor_time(now, size) + size, size, 60)
+    return _window("1h", now)
 
 
 def day_buckets(now: datetime) -> Buckets:
-    size = timedelta(hours=1)
-    return Buckets(floor_time(now, size) + size, size, 24)
+    """24 one-hour buckets; the last one is the current, partial hour."""
+    return _window("24h", now)
 
 
 def day_minutes(now: datetime) -> dict[datetime, rollup.Minute]:

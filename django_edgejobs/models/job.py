@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from ..retry import DEFAULT_MULTIPLIER
 from .clock import Now
 from .worker import Worker
 
@@ -139,7 +140,7 @@ class Job(models.Model):
     #: alone still reads right. Read ``backoff_mode``. NULL rather than "": a nullable column
     #: is added without rewriting the table on SQLite too (PostgreSQL: either way).
     retry_mode = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001
-    #: How the delay grows (``services/retry.py``); None: the mode's default (2, or 1 linear).
+    #: How the delay grows (``retry.py``); None: the mode's default (2, or 1 linear).
     retry_multiplier = models.FloatField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
@@ -231,7 +232,7 @@ class Job(models.Model):
         mode = self.backoff_mode
         if mode == "fixed":
             return None
-        return self.retry_multiplier or (1.0 if mode == "linear" else 2.0)
+        return self.retry_multiplier or DEFAULT_MULTIPLIER[mode]
 
     @property
     def is_finished(self) -> bool:

@@ -88,6 +88,12 @@ class CronSchedule(models.Model):
         return f"{self.name} ({self.cron})"
 
     @property
+    def backoff(self) -> bool | str | None:
+        """``retry_backoff`` as it was given: a mode name, True, False, or None (the job
+        type's default)."""
+        return self.retry_mode or self.retry_backoff
+
+    @property
     def status(self) -> str:
         return "active" if self.enabled else "paused"
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import telemetry
 from ..conf import get_settings
 from ..exceptions import PermanentError, Retry, UnknownJobType, Wait
-from ..services.retry import retry_delay
+from ..retry import retry_delay
 from ..services.validation import check_result
 from ..store.base import Finish, append_error
 from .forcekill import RemoteError, run_in_child

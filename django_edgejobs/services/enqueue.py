@@ -24,6 +24,7 @@ from ..models.clock import Now
 from ..models.transitions import REJECT
 from ..registry import ON_INVALID, get_registry
 from ..store import get_store
+from ..store.core import append_error
 from . import validation as v
 from .limits import Limits, check_limits, merge, row_values
 
@@ -352,8 +353,7 @@ def _reject(written: list, jobs: list) -> list:
     for job, built in zip(written, jobs, strict=True):
         error = getattr(built, "refused", None)
         if error and job is built:
-            history = [{"attempt": 0, "error": error, "traceback": "",
-                        "at": timezone.now().isoformat()}]
+            history = append_error(None, 0, error, "")
             if _change([job.id], REJECT, {"last_error": error, "error_history": history,
                                           "error_group": error_group(error, history),
                                           "completed_at": Now()}, {"error": error}):

@@ -99,11 +99,6 @@ def measure_range(start: datetime, end: datetime) -> dict[datetime, Minute]:
     return out
 
 
-def measure(start: datetime, end: datetime) -> Minute:
-    """The minute that begins at ``start`` (``end`` is the next one)."""
-    return measure_range(start, end).get(start) or Minute()
-
-
 def roll(minutes: Iterable[datetime], now: datetime) -> int:
     """Write (or rewrite) the rollup of these minutes, rolled at ``now``; returns how many.
     A minute's ``LatencyMinute`` and its ``FinishedMinute`` rows are written together, as

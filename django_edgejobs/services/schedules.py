@@ -127,7 +127,7 @@ def _definition(schedule: Any) -> dict[str, Any]:
     """A stored schedule's definition, as add_cron takes it."""
     values = {k: getattr(schedule, k) for k in DEFINITION_KEYS}
     values["queue"] = values["queue"] or None
-    values["retry_backoff"] = schedule.retry_mode or schedule.retry_backoff
+    values["retry_backoff"] = schedule.backoff
     return values
 
 
@@ -135,7 +135,7 @@ def build_cron_job(schedule: Any, run_at: datetime | None = None):
     """An unsaved Job of this schedule: its type, payload and options, the tag cron:<name>."""
     options = {k: getattr(schedule, k) for k in JOB_OPTIONS}
     options["queue"] = schedule.queue or None
-    options["retry_backoff"] = schedule.retry_mode or schedule.retry_backoff
+    options["retry_backoff"] = schedule.backoff
     options.update({k: getattr(schedule, k) for k in LIMIT_OPTIONS if getattr(schedule, k)})
     # A payload the type's schema refuses is an error tick with the reason (or an error from
     # trigger_cron), whatever the type's on_invalid says: a schedule's payload is its owner's.

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..exceptions import InvalidPayload
-from .retry import BACKOFF_MODES, backoff_mode
+from ..retry import BACKOFF_MODES, backoff_mode
 
 MAX_QUEUE_LENGTH = 100
 MAX_TYPE_LENGTH = 200

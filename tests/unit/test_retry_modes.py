@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from django_edgejobs.retry import backoff_mode, growth, retry_delay
 from django_edgejobs.services import validation as v
-from django_edgejobs.services.retry import backoff_mode, growth, retry_delay
 
 
 def constant(value: float) -> Callable[[], float]:

@@ -10,7 +10,7 @@ import pytest
 
 from django_edgejobs import Retry
 from django_edgejobs.exceptions import ControlFlow, EdgeJobsError
-from django_edgejobs.services.retry import retry_delay
+from django_edgejobs.retry import retry_delay
 
 
 def constant(value: float) -> Callable[[], float]:
