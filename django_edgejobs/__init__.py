@@ -28,6 +28,13 @@ _LAZY = {
     "aenqueue": "services.enqueue",
     "enqueue_many": "services.enqueue",
     "enqueue_on_commit": "services.enqueue",
+    "enqueue_batch": "services.workflows",
+    "get_batch": "services.workflows",
+    "BatchStatus": "services.workflows",
+    "sig": "canvas",
+    "chain": "canvas",
+    "group": "canvas",
+    "chord": "canvas",
     "get_job": "services.jobs",
     "list_jobs": "services.jobs",
     "get_jobs_by_tags": "services.jobs",
@@ -63,6 +70,7 @@ _LAZY = {
 }
 
 __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
+    "BatchStatus",
     "EdgeJobsError",
     "FailureGroup",
     "InvalidPayload",
@@ -79,6 +87,8 @@ __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
     "aenqueue",
     "cancel_all_upcoming",
     "cancel_job",
+    "chain",
+    "chord",
     "cleanup_old_job_events",
     "cleanup_old_jobs",
     "complete_token",
@@ -86,14 +96,17 @@ __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
     "edit_cron",
     "edit_job",
     "enqueue",
+    "enqueue_batch",
     "enqueue_many",
     "enqueue_on_commit",
     "expire_timed_out_tokens",
     "failure_groups",
+    "get_batch",
     "get_job",
     "get_job_events",
     "get_jobs_by_tags",
     "get_token",
+    "group",
     "job",
     "list_crons",
     "list_jobs",
@@ -106,6 +119,7 @@ __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
     "resume_queue",
     "retry_all_failed",
     "retry_job",
+    "sig",
     "status_url",
     "trigger_cron",
 ]
@@ -114,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .handlers import JobHandler, job
     from .runtime.context import JobContext
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
+    from .canvas import chain, chord, group, sig
     from .services.enqueue import aenqueue, enqueue, enqueue_many, enqueue_on_commit
     from .services.failures import FailureGroup, failure_groups
     from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs
@@ -138,6 +153,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .services.status import status_url
     from .services.tokens import TokenResult, complete_token, expire_timed_out_tokens, get_token
+    from .services.workflows import BatchStatus, enqueue_batch, get_batch
 
 
 def __getattr__(name: str) -> Any:

@@ -7,8 +7,10 @@ from .queue import Dashboard, Queue
 from .schedule import CronOutcome, CronSchedule, CronTick
 from .token import WaitToken
 from .worker import Worker
+from .workflow import Batch, JobDependency
 
 __all__ = [
+    "Batch",
     "CacheEntry",
     "CronOutcome",
     "CronSchedule",
@@ -16,6 +18,7 @@ __all__ = [
     "Dashboard",
     "FinishedMinute",
     "Job",
+    "JobDependency",
     "JobEvent",
     "JobQuerySet",
     "JobStatus",

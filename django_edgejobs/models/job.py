@@ -29,6 +29,9 @@ FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: tokens); a handler's own step names may not start with it.
 RESERVED = "edgejobs:"
 
+#: ``wait_token`` of a job waiting for its dependencies (``depends_on``), not for a token.
+DEPENDENCIES = f"{RESERVED}dependencies"
+
 
 #: A job with a concurrency or rate limit (``store/limits.py`` claims it).
 LIMITED = ~Q(concurrency_key="") | ~Q(rate_key="")
@@ -142,6 +145,12 @@ class Job(models.Model):
     retry_mode = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001
     #: How the delay grows (``retry.py``); None: the mode's default (2, or 1 linear).
     retry_multiplier = models.FloatField(null=True, blank=True)
+    #: The batch it belongs to (``enqueue_batch``); NULL for most jobs. No constraint in the
+    #: database and a partial index: adding the column to a large table locks it only for
+    #: the catalogue change (migration 0015).
+    batch = models.ForeignKey("django_edgejobs.Batch", null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="jobs",
+                              db_constraint=False, db_index=False)
 
     objects = JobQuerySet.as_manager()
 
@@ -213,6 +222,9 @@ class Job(models.Model):
                 name="edgejobs_job_failed_group_idx",
             ),
             models.Index(fields=["type", "-created_at"], name="edgejobs_job_type_idx"),
+            # A batch's jobs (most jobs have none).
+            models.Index(fields=["batch"], condition=Q(batch__isnull=False),
+                         name="edgejobs_job_batch_idx"),
             models.Index(fields=["-created_at"], name="edgejobs_job_created_idx"),
         ]
 

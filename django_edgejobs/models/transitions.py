@@ -93,10 +93,28 @@ RUN_NOW = Transition("run now", (PENDING,), PENDING, "edited", by="run_job_now",
                      sets=("run_at",))
 EDIT = Transition("edit", (PENDING,), PENDING, "edited", by="edit_job",
                   sets=("the edited fields",))
+# Work across jobs (``depends_on``, batches; ``store/dependencies.py``). A job waiting for
+# its dependencies is ``waiting`` with ``wait_token = DEPENDENCIES``; no time or token
+# resumes it.
+ENQUEUE_AFTER = Transition("enqueue after dependencies", (), WAITING, "added",
+                           signal="job_enqueued", by="enqueue with depends_on",
+                           sets=("every column", "wait_token (dependencies)"))
+DEPENDENCIES_DONE = Transition(
+    "dependencies done", (WAITING,), PENDING, "resumed",
+    by="the transaction settling its last dependency (completed, or failed or cancelled "
+       "with on_dependency_failure='run')", sets=("run_at", "wait_token"))
+DEPENDENCY_FAILED = Transition(
+    "dependency failed", (WAITING,), CANCELLED, "cancelled", signal="job_cancelled",
+    by="the transaction settling a dependency that failed for good or was cancelled "
+       "(on_dependency_failure='cancel'), and so on down", sets=("completed_at", "wait_token"))
+REVIVE = Transition("revive", (CANCELLED,), WAITING, "retried",
+                    by="retry_job(s) of the dependency whose failure cancelled it",
+                    sets=("completed_at", "wait_token (dependencies)"))
 
 #: Every transition, in the order of a job's life.
 TRANSITIONS = (ENQUEUE, REJECT, CLAIM, COMPLETE, RETRY, FAIL, RELEASE, WAIT, RESUME, RECLAIM,
-               RECLAIM_FAIL, EXPIRE, CANCEL, MANUAL_RETRY, RUN_NOW, EDIT)
+               RECLAIM_FAIL, EXPIRE, CANCEL, MANUAL_RETRY, RUN_NOW, EDIT, ENQUEUE_AFTER,
+               DEPENDENCIES_DONE, DEPENDENCY_FAILED, REVIVE)
 
 #: The transition each kind of attempt outcome (``store.Finish.kind``) makes.
 OUTCOMES = {"completed": COMPLETE, "retry": RETRY, "failed": FAIL, "released": RELEASE,

@@ -178,6 +178,14 @@ class JobContext:
     def _db_now(self) -> datetime:
         return blocking(self._store.db_now)
 
+    # -- work across jobs -----------------------------------------------------------------
+
+    def dependency_results(self) -> dict[uuid.UUID, Any]:
+        """The results of this job's dependencies (``depends_on``), ``{job id: result}``; a
+        dependency that failed or was cancelled (``on_dependency_failure="run"``) gives
+        None. Empty for a job without dependencies."""
+        return blocking(self._store.dependency_results, self.job_id)
+
     def wait_for(self, *, seconds: float = 0, minutes: float = 0, hours: float = 0,
                  days: float = 0, weeks: float = 0) -> None:
         """Suspend the job for this long (status ``waiting``, no worker slot, no attempt);

@@ -21,22 +21,27 @@ from ..exceptions import InvalidPayload, UnknownJobType
 from ..fingerprints import error_group
 from ..models import Job
 from ..models.clock import Now
+from ..models.job import DEPENDENCIES, JobStatus
 from ..models.transitions import REJECT
 from ..registry import ON_INVALID, get_registry
 from ..store import get_store
 from ..store.core import append_error
+from . import dependencies
 from . import validation as v
 from .limits import Limits, check_limits, merge, row_values
 
 logger = logging.getLogger("django_edgejobs")
+WAITING = JobStatus.WAITING
 
 #: Keys an ``enqueue_many`` item may carry besides type and payload.
 OPTION_KEYS = frozenset({
     "delay", "run_at", "priority", "queue", "max_attempts", "max_retries", "retry_delay",
     "retry_backoff", "retry_delay_max", "timeout", "tags", "idempotency_key", "expires",
     "concurrency_key", "concurrency_limit", "rate_limit", "rate_key", "on_invalid",
-    "retry_multiplier",
+    "retry_multiplier", "depends_on", "on_dependency_failure",
 })
+#: The options that are each job's own, never part of a shared spec: its dependencies.
+DEPENDENCY_KEYS = frozenset({"depends_on", "on_dependency_failure"})
 
 
 def build_job(type: str, payload: Any = None, *, where: str = "enqueue", **options: Any):
@@ -74,9 +79,25 @@ class _Builder:
         self.conf = get_settings()
         self.now = timezone.now()
         self._specs: dict[tuple[Any, ...], _Spec] = {}
+        #: ``enqueue_many``: how many items the call has (``depends_on`` may name them by
+        #: position); None: a single enqueue.
+        self.indexes: int | None = None
         self.plain = not (pre_init.has_listeners(Job) or post_init.has_listeners(Job))
 
     def build(self, type: str, payload: Any, where: str, options: Mapping[str, Any]):
+        deps = None
+        if not DEPENDENCY_KEYS.isdisjoint(options):
+            deps = dependencies.check(options.get("depends_on"),
+                                      options.get("on_dependency_failure"),
+                                      where=f"{where}({type!r})", indexes=self.indexes)
+            options = {k: val for k, val in options.items() if k not in DEPENDENCY_KEYS}
+        job = self._build(type, payload, where, options)
+        if job is not None and deps is not None and deps[0]:
+            job.depends_on_refs, job.on_dependency_failure = deps
+            job.status, job.wait_token = WAITING, DEPENDENCIES
+        return job
+
+    def _build(self, type: str, payload: Any, where: str, options: Mapping[str, Any]):
         # Every option but the idempotency key (usually one per item) decides the spec.
         shared = [(k, val.__class__, val) for k, val in options.items() if k != "idempotency_key"]
         key = None
@@ -292,25 +313,35 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
     Each item is ``{"type": ..., "payload": ..., **options}`` with the options of ``enqueue``.
     An item whose payload the schema refused with ``on_invalid="discard"`` is None.
     """
-    jobs = []
-    builder = _Builder()
-    for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise ValueError(
-                f"enqueue_many: item {index} must be a dict, got {type(item).__name__}")
-        if "type" not in item:
-            raise ValueError(f"enqueue_many: item {index} has no 'type'")
-        extra = set(item) - OPTION_KEYS - {"type", "payload"}
-        if extra:
-            raise ValueError(f"enqueue_many: item {index} has unknown key(s) "
-                             f"{', '.join(sorted(map(str, extra)))}")
-        options = {k: val for k, val in item.items() if k not in ("type", "payload")}
-        jobs.append(builder.build(item["type"], item.get("payload"),
-                                  f"enqueue_many item {index}", options))
+    jobs = enqueue_many_items(_Builder(), items)
     if None not in jobs:
         return _write(jobs)
     written = iter(_write([j for j in jobs if j is not None]))
     return [None if j is None else next(written) for j in jobs]
+
+
+def enqueue_many_items(builder: _Builder, items: Iterable[Mapping[str, Any]],
+                       where: str = "enqueue_many") -> list:
+    """The jobs of ``enqueue_many`` items, built and checked (nothing written); ``depends_on``
+    positions resolved to the jobs of those items."""
+    jobs = []
+    items = list(items)
+    builder.indexes = len(items)
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where}: item {index} must be a dict, got {type(item).__name__}")
+        if "type" not in item:
+            raise ValueError(f"{where}: item {index} has no 'type'")
+        extra = set(item) - OPTION_KEYS - {"type", "payload"}
+        if extra:
+            raise ValueError(f"{where}: item {index} has unknown key(s) "
+                             f"{', '.join(sorted(map(str, extra)))}")
+        options = {k: val for k, val in item.items() if k not in ("type", "payload")}
+        jobs.append(builder.build(item["type"], item.get("payload"), f"{where} item {index}",
+                                  options))
+    dependencies.resolve_positions(jobs, where=where)
+    builder.indexes = None
+    return jobs
 
 
 def _write(jobs: list) -> list:
@@ -318,12 +349,17 @@ def _write(jobs: list) -> list:
     limited = {j.queue for j in jobs if j.concurrency_limit is not None
                or j.rate_limit is not None}
     refused = [j for j in jobs if getattr(j, "refused", None)]
+    waiting = [j for j in jobs if getattr(j, "depends_on_refs", None)]
+    if waiting:  # unknown ids raise here, before anything is written
+        dependencies.check_known(store.alias, waiting, jobs)
     with telemetry.producing(jobs) if telemetry.active() else nullcontext():
-        if limited or refused:
+        if limited or refused or waiting:
             with transaction.atomic(using=store.alias):
                 if limited:  # the workers of these queues must also run the limited claim
                     store.mark_limited(sorted(limited))
                 written = store.insert(jobs)
+                if waiting:
+                    dependencies.link(store, written, jobs)
                 if refused:
                     written = _reject(written, jobs)
         else:

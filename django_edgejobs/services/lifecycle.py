@@ -214,9 +214,13 @@ def cancel_jobs(job_ids: Any) -> list:
     ``cancel_job`` and ``cancel_all_upcoming`` are this applied to one id / to a filter."""
 
     done: list = []
+    store = get_store()
     for chunk in _batches(job_ids):
-        changed = _change(chunk, CANCEL, {"completed_at": Now()})
-        _after_commit(signals.job_cancelled, changed)
+        with transaction.atomic(using=store.alias):
+            changed = _change(chunk, CANCEL, {"completed_at": Now()})
+            _after_commit(signals.job_cancelled, changed)
+            # Their dependents are cancelled too (or run anyway), in the same transaction.
+            store.settle(changed)
         done.extend(changed)
     return done
 
@@ -227,14 +231,18 @@ def retry_jobs(job_ids: Any) -> list:
     one id (the admin's Retry action and ``retry_job`` must not drift apart)."""
 
     done: list = []
+    store = get_store()
     for chunk in _batches(job_ids):
-        changed = _change(
-            chunk, MANUAL_RETRY,
-            {"run_at": Now(), "attempts": 0, "completed_at": None, "progress": None,
-             "expires_at": None},  # a retry asked for now: an expiry is over
-            {"by": "retry_job"}, wake=True,
-        )
-        _after_commit(signals.job_retried, changed, error=None, delay=0)
+        with transaction.atomic(using=store.alias):
+            changed = _change(
+                chunk, MANUAL_RETRY,
+                {"run_at": Now(), "attempts": 0, "completed_at": None, "progress": None,
+                 "expires_at": None},  # a retry asked for now: an expiry is over
+                {"by": "retry_job"}, wake=True,
+            )
+            _after_commit(signals.job_retried, changed, error=None, delay=0)
+            # The dependents their failure cancelled wait for them again.
+            store.revive(changed)
         done.extend(changed)
     return done
 

@@ -9,6 +9,8 @@ together from one mixin per concept. Vendors subclass it and override the hot pa
 - ``outcomes.py``: ``finish``, ``complete``/``fail``/``release``, ``held_leases``,
   ``set_progress``
 - ``durable.py``: steps, wait tokens, resumes
+- ``dependencies.py``: a job's dependencies and a batch's callbacks (``link``, ``settle``,
+  ``revive``)
 - ``maintenance.py``: ``reclaim``, ``expire_jobs``, ``prune_jobs``, ``prune_events``
 - ``workers.py``: the worker registry; ``reads.py``: ``tag_condition``, the histogram
 - ``sql_portable.py``, ``sql_postgres.py``, ``sql_sqlite.py``: every raw statement, named
@@ -17,6 +19,7 @@ together from one mixin per concept. Vendors subclass it and override the hot pa
 from __future__ import annotations
 
 from .core import TRANSIENT_MARKERS, Finish, StoreCore, append_error, is_transient
+from .dependencies import DependencyVerbs
 from .durable import DurableVerbs
 from .enqueue import EnqueueVerbs
 from .limits import LimitVerbs
@@ -28,6 +31,6 @@ from .workers import WorkerVerbs
 __all__ = ["TRANSIENT_MARKERS", "Finish", "Store", "StoreCore", "append_error", "is_transient"]
 
 
-class Store(EnqueueVerbs, LimitVerbs, OutcomeVerbs, DurableVerbs, MaintenanceVerbs, WorkerVerbs,
-            ReadVerbs):
+class Store(EnqueueVerbs, LimitVerbs, OutcomeVerbs, DurableVerbs, DependencyVerbs,
+            MaintenanceVerbs, WorkerVerbs, ReadVerbs):
     """Domain verbs over the job tables on one database alias."""

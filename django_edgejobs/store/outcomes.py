@@ -7,26 +7,29 @@ named in ``models/transitions.py``); vendors complete in bulk (``_complete_many`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
 from ..fingerprints import error_group
 from ..models import Job, JobStatus
+from ..models.job import FINISHED_STATUSES
 from ..models import transitions as t
 from ..models.clock import Now
-from .core import Finish, StoreCore, append_error
+from .core import Finish, StoreCore, append_error, logger
 
 
 class OutcomeVerbs(StoreCore):
     """``finish`` and its wrappers; leases and progress."""
 
-    if TYPE_CHECKING:  # DurableVerbs
+    if TYPE_CHECKING:  # DurableVerbs, DependencyVerbs
         def _resume_if_resolved(self, job_id: uuid.UUID, token_id: str) -> None: ...
+        def settle(self, job_ids: Iterable[uuid.UUID], *, lock: bool = False) -> Any: ...
+        def with_open_dependents(self, job_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]: ...
 
     #: Vendors that complete many jobs in one statement set this (see ``_complete_many``).
     bulk_complete = False
@@ -37,7 +40,8 @@ class OutcomeVerbs(StoreCore):
         """Write attempt outcomes, each fenced by its lease; return the ids accepted.
 
         Plain completions (the common case) go in bulk where the vendor can; the rest row by
-        row; all in one transaction."""
+        row; all in one transaction. Then, after the commit, the jobs that finished and have
+        dependents waiting for them are settled (``dependencies.py``)."""
         if not outcomes:
             return set()
         fast = ([o for o in outcomes if o.kind == "completed" and not o.events]
@@ -48,21 +52,33 @@ class OutcomeVerbs(StoreCore):
         else:
             rest = list(outcomes)
         if fast and not rest and self.bulk_complete_is_atomic:
-            return self.retrying(lambda: self._complete_many(fast))
+            accepted, open_edges = self.retrying(lambda: self._complete_many(fast))
+        else:
+            def run() -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+                with transaction.atomic(using=self.alias):
+                    done, edges = self._complete_many(fast) if fast else (set(), set())
+                    if rest:
+                        done_rows, edges_rows = self._finish_rows(rest)
+                        done, edges = done | done_rows, edges | edges_rows
+                    return done, edges
 
-        def run() -> set[uuid.UUID]:
-            with transaction.atomic(using=self.alias):
-                accepted = self._complete_many(fast) if fast else set()
-                return accepted | (self._finish_rows(rest) if rest else set())
+            accepted, open_edges = self.retrying(run)
+        if open_edges:
+            try:
+                self.settle(open_edges)
+            except DatabaseError:  # the outcomes are stored: the resumer settles these later
+                logger.warning("cannot settle the dependents of %d finished job(s) now; the "
+                               "supervisor's resumer will", len(open_edges), exc_info=True)
+        return accepted
 
-        return self.retrying(run)
-
-    def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
-        """Complete these jobs (and write their events) in bulk; return the ids accepted."""
+    def _complete_many(self, outcomes: list[Finish]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Complete these jobs (and write their events) in bulk; return the ids accepted, and
+        those of them with unresolved dependency edges (to settle after the commit)."""
         raise NotImplementedError
 
-    def _finish_rows(self, outcomes: Sequence[Finish]) -> set[uuid.UUID]:
-        """Write outcomes one row at a time, inside the caller's transaction."""
+    def _finish_rows(self, outcomes: Sequence[Finish]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Write outcomes one row at a time, inside the caller's transaction; return the ids
+        accepted, and those that finished with unresolved dependency edges."""
         accepted: set[uuid.UUID] = set()
         events: list[tuple[uuid.UUID, str, dict[str, Any]]] = []
         for o in outcomes:
@@ -80,7 +96,9 @@ class OutcomeVerbs(StoreCore):
         for o in outcomes:
             if o.kind == "waiting" and o.wait_token and o.job_id in accepted:
                 self._resume_if_resolved(o.job_id, o.wait_token)
-        return accepted
+        ended = [o.job_id for o in outcomes
+                 if o.job_id in accepted and _transition_of(o).target in FINISHED_STATUSES]
+        return accepted, self.with_open_dependents(ended)
 
     def complete(self, job: Job, result: Any = None) -> bool:
         """Mark a claimed job completed under its lease."""

@@ -247,8 +247,9 @@ class PostgresStore(Store):
         with self.connection.cursor() as cursor:
             cursor.execute(sql.LOCK_KEYS_SQL, [list(keys)])
 
-    def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
-        """One statement: the rows (fenced by their leases) and their ``completed`` events."""
+    def _complete_many(self, outcomes: list[Finish]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """One statement: the rows (fenced by their leases), their ``completed`` events, and
+        which of them have dependents to settle."""
         ids, tokens, results, events = [], [], [], []
         began: list[float | None] = []
         ended: list[float | None] = []
@@ -262,9 +263,10 @@ class PostgresStore(Store):
             ago = o.ran_ago(now)
             began.append(None if ago is None else ago[0])
             ended.append(None if ago is None else ago[1])
-        return {row[0] for row in self._bound(sql.COMPLETE_MANY_SQL, [
+        rows = self._bound(sql.COMPLETE_MANY_SQL, [
             _literal(ids), _literal(tokens), results, events, _literal(began, repr),
-            _literal(ended, repr)])}
+            _literal(ended, repr)])
+        return {row[0] for row in rows}, {row[0] for row in rows if row[1]}
 
     def tag_condition(self, tags: list[str], mode: str) -> tuple[str, list[object]]:
         if mode == "all":

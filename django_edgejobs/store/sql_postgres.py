@@ -7,12 +7,13 @@ server prepares (``PREPARED_STATEMENTS``): a change of one is a new prepared sta
 
 from __future__ import annotations
 
-from ..models import Job, JobEvent, Queue
+from ..models import Job, JobDependency, JobEvent, Queue
 from .rows import job_columns
 
 JOBS = Job._meta.db_table
 EVENTS = JobEvent._meta.db_table
 QUEUES = Queue._meta.db_table
+DEPENDENCIES = JobDependency._meta.db_table
 
 # -- wake-ups ---------------------------------------------------------------------------------
 
@@ -140,7 +141,7 @@ LOCK_KEYS_SQL = ("SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(
 # -- finish -----------------------------------------------------------------------------------
 
 #: Complete jobs, each fenced by its lease, and write their ``completed`` events; yields the
-#: ids completed. Params: ids, lease tokens, results (JSON text), event data (JSON text).
+#: ids completed, each with whether dependents wait for it. Params: ids, lease tokens, results (JSON text), event data (JSON text).
 COMPLETE_MANY_SQL = (
     "WITH v (id, token, result, event, began, ended) AS (SELECT * FROM "
     "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::float8[], %s::float8[])), "
@@ -153,10 +154,13 @@ COMPLETE_MANY_SQL = (
     "- COALESCE(v.ended, 0) * interval '1 second'), updated_at = statement_timestamp(), "
     "lease_token = NULL, lease_owner = '' FROM v "
     "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
-    "RETURNING t.id, v.event) "
-    f'INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
-    "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u "
-    "RETURNING job_id"
+    "RETURNING t.id, v.event), "
+    f'e AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
+    "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u) "
+    # Which have dependents waiting (an index probe of the unresolved edges; settled after
+    # the commit, see ``store/dependencies.py``).
+    f'SELECT u.id, EXISTS (SELECT 1 FROM "{DEPENDENCIES}" d '
+    "WHERE d.depends_on_id = u.id AND NOT d.resolved) FROM u"
 )
 
 # -- reads ------------------------------------------------------------------------------------

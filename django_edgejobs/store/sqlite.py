@@ -68,9 +68,10 @@ class SQLiteStore(Store):
         with self.connection.cursor() as cursor:
             cursor.executemany(statement, job_values(self.connection, jobs))
 
-    def _complete_many(self, outcomes: list[Finish]) -> set[uuid.UUID]:
+    def _complete_many(self, outcomes: list[Finish]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
         """One UPDATE … FROM (VALUES …) for the rows, fenced by their leases; one INSERT for
-        their events (the caller holds the transaction)."""
+        their events; one indexed look for dependents to settle (the caller holds the
+        transaction)."""
         uuid_field = Job._meta.get_field("lease_token")
         prep = uuid_field.get_db_prep_value
         params: list[object] = []
@@ -94,7 +95,7 @@ class SQLiteStore(Store):
         for o in outcomes:  # the same outcome twice in a batch completes (and logs) once
             first.setdefault(o.job_id, o)
         self._events((job_id, "completed", first[job_id].event_data) for job_id in done)
-        return done
+        return done, self.with_open_dependents(done)
 
     def _events(self, rows: Iterable[tuple[uuid.UUID, str, dict[str, Any]]],
                 at: datetime | None = None) -> None:

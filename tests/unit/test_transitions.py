@@ -37,8 +37,11 @@ def test_every_attempt_outcome_is_a_fenced_transition_from_processing() -> None:
         assert transition.fenced and transition.sources == (JobStatus.PROCESSING,)
 
 
-def test_only_the_finished_states_are_left_by_a_manual_retry_alone() -> None:
+def test_only_a_manual_retry_leaves_the_finished_states() -> None:
+    """... and the revival it brings: the dependents a failed job's failure cancelled wait
+    for it again when it is retried (``store/dependencies.py``)."""
     leaving_finished = {x.name for x in t.TRANSITIONS
                         if set(x.sources) & {JobStatus.COMPLETED, JobStatus.FAILED,
                                              JobStatus.CANCELLED}}
-    assert leaving_finished == {"manual retry"}
+    assert leaving_finished == {"manual retry", "revive"}
+    assert t.REVIVE.sources == (JobStatus.CANCELLED,) and "retry_job" in t.REVIVE.by

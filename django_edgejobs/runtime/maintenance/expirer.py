@@ -17,8 +17,10 @@ def cancel_expired_jobs() -> int:
     """Cancel pending jobs whose ``expires`` moment has passed; returns how many."""
     total = 0
     while True:
-        ids = get_store().expire_jobs()
+        store = get_store()
+        ids = store.expire_jobs()
         total += len(ids)
+        store.settle(ids)  # their dependents: cancelled, or run anyway
         if ids and signals.job_cancelled.has_listeners():
             for job in Job.objects.filter(id__in=ids):
                 signals.job_cancelled.send(sender=Job, job=job)

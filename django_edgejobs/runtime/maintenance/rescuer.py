@@ -38,9 +38,11 @@ def reclaim_orphans(worker_id: str) -> int:
 def _reclaim(step: Callable[[Store], list[tuple[uuid.UUID, str]]]) -> int:
     total = 0
     while True:
-        rows = step(get_store())
+        store = get_store()
+        rows = step(store)
         total += len(rows)
         failed = [job_id for job_id, status in rows if status == JobStatus.FAILED]
+        store.settle(failed)  # their dependents: cancelled, or run anyway
         if failed and signals.job_failed.has_listeners():
             for job in Job.objects.filter(id__in=failed):
                 signals.job_failed.send_robust(sender=Job, job=job, error=job.last_error)

@@ -12,10 +12,21 @@ def resume_due_waits() -> int:
     return get_store().resume_due()
 
 
+def settle_stranded() -> int:
+    """Settle the dependents of jobs that finished a while ago with dependency edges still
+    unresolved: the settle after their outcome never ran (the worker died between the
+    commit and it, or the database refused it). Returns how many jobs it settled for."""
+    store = get_store()
+    ids = store.stranded()
+    if ids:
+        store.settle(ids)
+    return len(ids)
+
+
 class Resumer(SupervisorService):
-    """Every ``SUPERVISOR_INTERVAL``: ``resume_due_waits()``."""
+    """Every ``SUPERVISOR_INTERVAL``: ``resume_due_waits()`` and ``settle_stranded()``."""
 
     name = "resumer"
 
     def run_once(self) -> int:
-        return resume_due_waits()
+        return resume_due_waits() + settle_stranded()
