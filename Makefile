@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo admin test venv lint check-migrations clean chaos bench bench-flow
+.PHONY: demo admin test venv lint check-migrations clean chaos bench bench-flow bench-workflow
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found"; exit 1; }
@@ -64,17 +64,28 @@ chaos: venv
 ## BENCH_ARGS='--only none --baseline REF --scale 4' (edgejobs now against edgejobs at commit REF;
 ## drains timed by the jobs' own times, cases long enough to compare within a few percent).
 ## Then flow control's drains (benchmarks/flow_bench.py; FLOW_ARGS='--reps 1', '--sqlite').
+## Then workflows (benchmarks/workflow_bench.py): a 10,000-job fan-out/fan-in (a chord) against
+## the same 10,000 jobs without dependencies, and a 3-level DAG; it rewrites its own section of
+## docs/benchmarks.md, which peer_bench.py's page rewrite drops (WORKFLOW_ARGS='--reps 1',
+## '--sqlite' for SQLite too, '--workers 2 --concurrency 4', '--jobs N', '--dag 100x10').
 BENCH_ARGS ?=
 FLOW_ARGS ?=
+WORKFLOW_ARGS ?=
 bench:
 	test -x $(BIN)/python || $(MAKE) venv
 	DJANGO_DEBUG=0 $(BIN)/python benchmarks/peer_bench.py $(BENCH_ARGS)
 	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(FLOW_ARGS)
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/workflow_bench.py --write $(WORKFLOW_ARGS)
 
 ## Flow control's cost: drains without limits, with one shared concurrency key, under a rate.
 bench-flow:
 	test -x $(BIN)/python || $(MAKE) venv
 	DJANGO_DEBUG=0 $(BIN)/python benchmarks/flow_bench.py $(FLOW_ARGS)
+
+## Workflows' cost: a fan-out/fan-in and a DAG against plain jobs; updates docs/benchmarks.md.
+bench-workflow:
+	test -x $(BIN)/python || $(MAKE) venv
+	DJANGO_DEBUG=0 $(BIN)/python benchmarks/workflow_bench.py --write $(WORKFLOW_ARGS)
 
 lint: venv
 	$(BIN)/ruff check django_edgejobs tests testproject

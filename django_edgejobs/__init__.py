@@ -125,10 +125,10 @@ __all__ = [  # explicit, so type checkers see every export (the lazy ones too)
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .canvas import chain, chord, group, sig
     from .handlers import JobHandler, job
     from .runtime.context import JobContext
     from .runtime.supervisor import cleanup_old_job_events, cleanup_old_jobs, reclaim_stuck_jobs
-    from .canvas import chain, chord, group, sig
     from .services.enqueue import aenqueue, enqueue, enqueue_many, enqueue_on_commit
     from .services.failures import FailureGroup, failure_groups
     from .services.jobs import get_job, get_job_events, get_jobs_by_tags, list_jobs

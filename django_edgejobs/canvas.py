@@ -9,7 +9,8 @@ waited for with ``ctx.dependency_results()`` (Celery passes them as arguments in
     chord([sig("x", {...}), sig("y", {...})], sig("sum")).enqueue()
 
 ``chain`` and ``chord`` cancel what comes after a job that fails for good (Celery's
-behaviour); ``sig(..., on_dependency_failure="run")`` runs that step anyway."""
+behaviour); ``sig(..., on_dependency_failure="run")`` runs that step of a chain, or the
+chord's body, anyway (the body is then the batch's ``on_complete`` callback)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _signatures(parts: Iterable[Any], where: str) -> list[Signature]:
     return out
 
 
-class chain:  # noqa: N801 - Celery's name
+class chain:
     """Jobs one after another: each waits for the one before it to complete."""
 
     def __init__(self, *signatures: Signature):
@@ -75,7 +76,7 @@ class chain:  # noqa: N801 - Celery's name
         return enqueue_many(items)
 
 
-class group:  # noqa: N801 - Celery's name
+class group:
     """Jobs side by side, enqueued as one batch (``get_batch`` follows them)."""
 
     def __init__(self, *signatures: Signature, description: str = ""):
@@ -90,7 +91,7 @@ class group:  # noqa: N801 - Celery's name
                              description=self.description)
 
 
-class chord:  # noqa: N801 - Celery's name
+class chord:
     """A group (the header) and a job (the body) that runs once every job of the header has
     completed; the body is cancelled if one fails for good (revived if it is retried)."""
 
@@ -103,9 +104,14 @@ class chord:  # noqa: N801 - Celery's name
         self.description = description
 
     def enqueue(self):
-        """Enqueue the header as a batch with the body as its ``on_success`` callback;
-        returns the ``Batch`` (the body's job id: ``batch.on_success_job``)."""
+        """Enqueue the header as a batch with the body as its ``on_success`` callback (its
+        ``on_complete`` one with ``on_dependency_failure="run"``); returns the ``Batch``
+        (the body's job id: ``batch.on_success_job``, or ``on_complete_job``)."""
         from .services.workflows import enqueue_batch
 
-        return enqueue_batch([s.as_item() for s in self.header], on_success=self.body,
+        options = dict(self.body.options)
+        run_anyway = options.pop("on_dependency_failure", "cancel") == "run"
+        body = Signature(self.body.type, self.body.payload, options)
+        return enqueue_batch([s.as_item() for s in self.header],
+                             **{"on_complete" if run_anyway else "on_success": body},
                              description=self.description)

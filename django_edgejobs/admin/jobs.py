@@ -18,7 +18,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..exceptions import InvalidPayload
-from ..models import CronSchedule, Job, JobEvent, JobStatus, WaitToken
+from ..models import Batch, CronSchedule, Job, JobEvent, JobStatus, WaitToken
+from ..models.job import DEPENDENCIES
 from ..services import lifecycle
 from ..services.jobs import filter_tags, parse_job_id
 from ..services.tokens import complete_token
@@ -35,7 +36,9 @@ from .base import (
     log_change,
     time_column,
 )
+from .batches import BatchFilter
 from .dashboard import dashboard_view
+from .dependencies import dependencies_of
 from .failures import failures_view
 from .filters import (
     AttentionFilter,
@@ -118,7 +121,7 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
                     "duration_display", "worker"]
     list_display_links = ["short_id"]
     list_filter = [StatusFilter, QueueFilter, TypeFilter, TagFilter, AttentionFilter,
-                   FinishedFilter, WorkerFilter, ErrorGroupFilter]
+                   FinishedFilter, WorkerFilter, ErrorGroupFilter, BatchFilter]
     search_fields = ["type"]  # shows the search box; get_search_results does the work
     search_help_text = ("A job id or its first characters (4 or more), a type, an idempotency "
                         "key or a tag (exact), or words of the last error (3 characters or "
@@ -332,6 +335,10 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         if not request.user.has_perm("django_edgejobs.change_waittoken"):
             raise PermissionDenied
         form = OutputForm(request.POST)
+        if job.wait_token == DEPENDENCIES:
+            self.message_user(request, "Token not completed: the job waits for its "
+                                       "dependencies, not for a token.", messages.ERROR)
+            return
         if not job.wait_token or not form.is_valid():
             why = ("; ".join(str(e) for field in form.errors.values() for e in field)
                    or "the job waits for no token")
@@ -377,14 +384,19 @@ class JobAdmin(GuardedActionsMixin, UrlInputMixin, ReadOnlyMixin, admin.ModelAdm
         if runnable and self.has_run_permission(request):
             buttons.append(("run_now", "Run now"))
         complete_form = None
-        if (job.status == JobStatus.WAITING and job.wait_token
+        waits_for_token = bool(job.wait_token) and job.wait_token != DEPENDENCIES
+        if (job.status == JobStatus.WAITING and waits_for_token
                 and request.user.has_perm("django_edgejobs.change_waittoken")
                 and WaitToken.objects.filter(id=job.wait_token,
                                          status=WaitToken.Status.WAITING).exists()):
             complete_form = OutputForm()
+        dependencies = dependencies_of(job)
         return {
             **self.admin_site.each_context(request),
             "title": f"Job {job.type}",
+            "graph": dependencies.graph,
+            "waiting_for_dependencies": dependencies.waiting_for,
+            "batch": Batch.objects.filter(id=job.batch_id).first() if job.batch_id else None,
             "complete_form": complete_form,
             "subtitle": str(job.id),
             "opts": self.opts,

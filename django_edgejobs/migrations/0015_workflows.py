@@ -6,11 +6,11 @@ Not atomic: on PostgreSQL the job table's new index is built CONCURRENTLY (a lar
 table keeps taking writes); the column is nullable without a default or a constraint, so
 adding it rewrites no row."""
 
+import uuid
+
 import django.db.models.deletion
 import django.utils.timezone
-import uuid
 from django.db import migrations, models
-
 
 BATCH_INDEX = models.Index(condition=models.Q(('batch__isnull', False)), fields=['batch'],
                            name='edgejobs_job_batch_idx')
@@ -88,6 +88,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='jobdependency',
             index=models.Index(condition=models.Q(('resolved', False)), fields=['depends_on'], name='edgejobs_dep_unresolved_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='jobdependency',
+            index=models.Index(condition=models.Q(('resolved', False)), fields=['job'], name='edgejobs_dep_open_idx'),
         ),
         migrations.AddConstraint(
             model_name='jobdependency',

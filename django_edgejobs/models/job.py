@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -124,6 +125,9 @@ class Job(models.Model):
     enqueue_delay: float | None
     enqueue_expires: float | None
     payload_json: str | None  # the payload as validated JSON text
+    #: ``depends_on`` (ids, or jobs built in the same call) and ``on_dependency_failure``.
+    depends_on_refs: list[Any]
+    on_dependency_failure: str
     updated_at = models.DateTimeField(default=timezone.now)
     #: Flow control (``@job(concurrency_key=..., rate_limit=...)``), resolved at enqueue: at
     #: most ``concurrency_limit`` jobs sharing ``concurrency_key`` run at once; at most

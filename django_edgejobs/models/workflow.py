@@ -11,10 +11,14 @@ workers finish its dependencies at the same instant."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from .job import ACTIVE_STATUSES, FINISHED_STATUSES
 
 #: ``on_dependency_failure``: what a dependent does when a dependency fails for good or is
 #: cancelled: "cancel" (it is cancelled too, and so on down) or "run" (it runs anyway).
@@ -45,6 +49,14 @@ class Batch(models.Model):
     @property
     def callback_ids(self) -> list[uuid.UUID]:
         return [i for i in (self.on_complete_job, self.on_success_job) if i is not None]
+
+    def counts(self, by_status: Mapping[str, int]) -> dict[str, Any]:
+        """The batch's counts from its jobs counted per status: its id, total, pending (not
+        finished yet: counted, not total minus finished, as pruning deletes finished jobs;
+        a pruned job is counted nowhere) and each finished status."""
+        return {"id": str(self.id), "total": self.total,
+                "pending": sum(by_status.get(s, 0) for s in ACTIVE_STATUSES),
+                **{str(s): by_status.get(s, 0) for s in FINISHED_STATUSES}}
 
 
 class JobDependency(models.Model):
@@ -77,6 +89,10 @@ class JobDependency(models.Model):
             # The settle's lookup: the unresolved edges of the jobs that just finished.
             models.Index(fields=["depends_on"], condition=Q(resolved=False),
                          name="edgejobs_dep_unresolved_idx"),
+            # Whether a dependent has an edge left: one index entry, however many it had
+            # (a batch's callback waits on every job of the batch).
+            models.Index(fields=["job"], condition=Q(resolved=False),
+                         name="edgejobs_dep_open_idx"),
         ]
 
     def __str__(self) -> str:

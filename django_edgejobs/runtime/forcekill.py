@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import traceback
+import uuid
 from typing import TYPE_CHECKING, Any
 
 # The child (child_main) imports this module before it sets Django up: no models here.
@@ -56,6 +57,7 @@ class ChildContext:
         self.attempt = meta["attempt"]
         self.max_attempts = meta["max_attempts"]
         self.payload = meta["payload"]
+        self._dependencies = meta.get("dependencies", {})
         self.cancelled = threading.Event()  # never set: the parent kills instead
         self._send = send
 
@@ -65,6 +67,11 @@ class ChildContext:
         ):
             raise ValueError(f"progress must be a number from 0 to 100, got {percent!r}")
         self._send("progress", percent)
+
+    def dependency_results(self) -> dict[uuid.UUID, Any]:
+        """As ``JobContext.dependency_results`` (read by the parent before the child
+        started)."""
+        return {uuid.UUID(k): v for k, v in self._dependencies.items()}
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise StepError("steps, waits and tokens are not available in force_kill handlers: a "
@@ -173,7 +180,8 @@ def run_in_child(job_type: JobType, job: Job, ctx: JobContext) -> Any:
                       for alias in settings.DATABASES},
         "meta": {"job_id": str(job.id), "type": job.type, "queue": job.queue,
                  "attempt": job.attempts, "max_attempts": job.max_attempts,
-                 "payload": job.payload},
+                 "payload": job.payload,
+                 "dependencies": {str(k): v for k, v in ctx.dependency_results().items()}},
     }
     read_fd, write_fd = os.pipe()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

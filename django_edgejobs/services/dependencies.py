@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
-from ..models import Job
+from ..models import Job, JobStatus
 from ..models.workflow import ON_DEPENDENCY_FAILURE
 
 logger = logging.getLogger("django_edgejobs")
@@ -142,7 +142,12 @@ def link(store: Any, written: list, jobs: list) -> None:
             edges.append((job.id, target, built.on_dependency_failure))
     if not edges:
         return
-    store.link(edges)
+    settled = store.link(edges)
+    for job in written:  # what the enqueue returns says what the settle made of it
+        if job.id in settled.ready:
+            job.status, job.wait_token = JobStatus.PENDING, ""
+        elif job.id in settled.cancelled:
+            job.status, job.wait_token = JobStatus.CANCELLED, ""
     upstream = sorted({dep for _, dep, _ in edges})
 
     def settle() -> None:

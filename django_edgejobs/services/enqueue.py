@@ -92,7 +92,9 @@ class _Builder:
                                       where=f"{where}({type!r})", indexes=self.indexes)
             options = {k: val for k, val in options.items() if k not in DEPENDENCY_KEYS}
         job = self._build(type, payload, where, options)
-        if job is not None and deps is not None and deps[0]:
+        # A payload the schema refused (on_invalid="fail") fails now: it waits for nothing.
+        if job is not None and deps is not None and deps[0] and not getattr(job, "refused",
+                                                                            None):
             job.depends_on_refs, job.on_dependency_failure = deps
             job.status, job.wait_token = WAITING, DEPENDENCIES
         return job
@@ -358,10 +360,10 @@ def _write(jobs: list) -> list:
                 if limited:  # the workers of these queues must also run the limited claim
                     store.mark_limited(sorted(limited))
                 written = store.insert(jobs)
-                if waiting:
-                    dependencies.link(store, written, jobs)
                 if refused:
                     written = _reject(written, jobs)
+                if waiting:  # after the rejects: a job waiting for one is settled at once
+                    dependencies.link(store, written, jobs)
         else:
             written = store.insert(jobs)
     if signals.job_enqueued.has_listeners():

@@ -18,7 +18,7 @@ from ..models import Batch, Job, JobStatus
 from ..models.job import DEPENDENCIES
 from ..store import get_store
 from ..store.dependencies import batch_counts
-from .enqueue import _Builder, _write, enqueue_many_items
+from .enqueue import OPTION_KEYS, _Builder, _write, enqueue_many_items
 from .jobs import parse_job_id
 
 
@@ -49,16 +49,26 @@ def _callback(value: Any, where: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        if "type" not in value:
-            raise ValueError(f"enqueue_batch: {where} has no 'type'")
-        return dict(value)
-    as_item = getattr(value, "as_item", None)
-    if callable(as_item):
-        return as_item()
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
-        return {"type": value[0], "payload": value[1]}
-    raise ValueError(f"enqueue_batch: {where} must be (type, payload), a sig() or a dict "
-                     f"with 'type', got {value!r}")
+        spec = dict(value)
+    elif callable(getattr(value, "as_item", None)):
+        spec = value.as_item()
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        spec = {"type": value[0], "payload": value[1]}
+    else:
+        raise ValueError(f"enqueue_batch: {where} must be (type, payload), a sig() or a dict "
+                         f"with 'type', got {value!r}")
+    if "type" not in spec:
+        raise ValueError(f"enqueue_batch: {where} has no 'type'")
+    unknown = set(spec) - OPTION_KEYS - {"type", "payload"}
+    if unknown:
+        raise ValueError(f"enqueue_batch: {where} has unknown key(s) "
+                         f"{', '.join(sorted(map(str, unknown)))}")
+    refused = {"depends_on", "on_dependency_failure", "idempotency_key"} & {
+        k for k, v in spec.items() if v is not None}
+    if refused:
+        raise ValueError(f"enqueue_batch: {where} waits for the batch; it takes no "
+                         f"{' or '.join(sorted(refused))} of its own")
+    return spec
 
 
 def enqueue_batch(items: Iterable[Mapping[str, Any]], *, on_complete: Any = None,
@@ -87,20 +97,17 @@ def enqueue_batch(items: Iterable[Mapping[str, Any]], *, on_complete: Any = None
                          "exist")
     batch = Batch(id=uuid.uuid4(), description=description, total=len(jobs))
     built: dict[str, Job] = {}
-    for name, item in callbacks:
-        if item is None:
+    for name, spec in callbacks:
+        if spec is None:
             continue
-        if "depends_on" in item or "on_dependency_failure" in item:
-            raise ValueError(f"enqueue_batch: {name} waits for the batch; it takes no "
-                             "depends_on or on_dependency_failure of its own")
-        options = {k: v for k, v in item.items() if k not in ("type", "payload")}
-        payload = item.get("payload")
+        options = {k: v for k, v in spec.items() if k not in ("type", "payload")}
+        payload = spec.get("payload")
         if not jobs and (isinstance(payload, Mapping) or payload is None):
             # Nothing to wait for: due at once, with the (empty) batch's counts.
             payload = {**(payload or {}), "batch": {"id": str(batch.id), "total": 0,
                                                     "pending": 0, "completed": 0,
                                                     "failed": 0, "cancelled": 0}}
-        job = builder.build(item["type"], payload, f"enqueue_batch {name}", options)
+        job = builder.build(spec["type"], payload, f"enqueue_batch {name}", options)
         if job is None:
             raise ValueError(f"enqueue_batch: {name}'s payload was discarded by its schema")
         if jobs:  # it waits for every job of the batch

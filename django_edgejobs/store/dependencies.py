@@ -8,6 +8,8 @@
 - ``revive``: a manual retry of a job brings back the dependents its failure cancelled.
 - ``stranded``: finished jobs with edges still unresolved (their settle never ran: the
   process died between the outcome's commit and the settle); the resumer settles them.
+- ``release_orphans``: jobs left waiting with no edge (a dependency was deleted); the resumer
+  makes them due.
 - ``dependency_results``: what a dependent's handler reads.
 
 Exactly once, by the database: an edge is resolved by a conditional UPDATE under its row lock
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Greatest
 
 from .. import signals
@@ -57,18 +59,18 @@ class Settled:
 class DependencyVerbs(StoreCore):
     """``link``, ``settle``, ``revive``, ``stranded``, ``dependency_results``."""
 
-    def link(self, edges: Iterable[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
+    def link(self, edges: Iterable[tuple[uuid.UUID, uuid.UUID, str]]) -> Settled:
         """Write the edges (dependent, dependency, on_failure) of jobs just inserted (waiting
         for their dependencies), inside the enqueue's transaction, and settle at once the
-        dependencies already finished. The caller settles the rest once more after its
-        commit (``settle(..., lock=True)``)."""
+        dependencies already finished (returns what that settled). The caller settles the
+        rest once more after its commit (``settle(..., lock=True)``)."""
         rows = [JobDependency(job_id=job, depends_on_id=dep, on_failure=on_failure)
                 for job, dep, on_failure in edges]
         if not rows:
-            return
+            return Settled()
         with transaction.atomic(using=self.alias, savepoint=False):
             JobDependency.objects.using(self.alias).bulk_create(rows)
-            self._settle({row.depends_on_id for row in rows}, lock=False)
+            return self._settle({row.depends_on_id for row in rows}, lock=False)
 
     def settle(self, job_ids: Iterable[uuid.UUID], *, lock: bool = False) -> Settled:
         """Resolve the edges waiting for these jobs, those of them that have finished; in one
@@ -90,10 +92,16 @@ class DependencyVerbs(StoreCore):
         done = Settled()
         work = sorted(job_ids)
         while work:
-            finished = jobs.filter(id__in=work, status__in=FINISHED_STATUSES)
             if lock:
-                finished = finished.order_by("id").select_for_update()
-            statuses = dict(finished.values_list("id", "status"))
+                # By id, whatever the status: a row a completion is writing at this moment
+                # is not finished in this statement's snapshot, and FOR UPDATE only waits
+                # for the rows its WHERE matches. Then read the statuses it waited for. (NO
+                # KEY: an enqueue adding a dependency on the row, whose foreign key check
+                # takes KEY SHARE, is not held up.)
+                list(jobs.filter(id__in=work).order_by("id").select_for_update(no_key=True)
+                     .values_list("id", flat=True))
+            statuses = dict(jobs.filter(id__in=work, status__in=FINISHED_STATUSES)
+                            .values_list("id", "status"))
             lock = False  # the dependents cancelled below are ours already
             # The unresolved edges of those, locked; a concurrent settler of the same job
             # waits here, and then finds them resolved.
@@ -124,10 +132,10 @@ class DependencyVerbs(StoreCore):
                              for job_id in cancel)
                 done.cancelled += cancel
             rest = [j for j in dependents if j in waiting and j not in set(cancel)]
-            still = set(edges.filter(job_id__in=rest, resolved=False)
-                        .values("job_id").annotate(n=Count("id")).values_list("job_id",
-                                                                              flat=True))
-            ready = [j for j in rest if j not in still]
+            # Read after the dependents' locks: the edges other settlers resolved are seen.
+            ready = sorted(jobs.filter(id__in=rest).filter(~Exists(
+                edges.filter(job_id=OuterRef("id"), resolved=False))).values_list(
+                "id", flat=True)) if rest else []
             if ready:
                 jobs.filter(id__in=ready, status__in=t.DEPENDENCIES_DONE.sources,
                             wait_token=DEPENDENCIES).update(
@@ -200,6 +208,37 @@ class DependencyVerbs(StoreCore):
                             depends_on__updated_at__lt=Now() - STRANDED_AFTER)
                     .values_list("depends_on_id", flat=True).distinct()[:limit])
 
+    def release_orphans(self, limit: int = 500) -> list[uuid.UUID]:
+        """Jobs waiting for dependencies with no edge left to wait on: a dependency was
+        deleted (its edges go with it) before it finished. Nothing would ever settle them:
+        they become due now (``dependencies done``, reason ``dependency deleted``). Returns
+        their ids."""
+        jobs = Job.objects.using(self.alias)
+        open_edges = JobDependency.objects.using(self.alias).filter(job_id=OuterRef("id"),
+                                                                    resolved=False)
+
+        def run() -> list[uuid.UUID]:
+            with transaction.atomic(using=self.alias):
+                waiting = jobs.filter(status__in=t.DEPENDENCIES_DONE.sources,
+                                      wait_token=DEPENDENCIES,
+                                      updated_at__lt=Now() - STRANDED_AFTER)
+                ids = list(waiting.filter(~Exists(open_edges)).order_by("id")
+                           .select_for_update(skip_locked=True)
+                           .values_list("id", flat=True)[:limit])
+                # Re-checked under the lock: an edge settled meanwhile made it due already.
+                ids = list(waiting.filter(id__in=ids).filter(~Exists(open_edges))
+                           .values_list("id", flat=True))
+                if ids:
+                    jobs.filter(id__in=ids).update(
+                        status=t.DEPENDENCIES_DONE.target, wait_token="",
+                        run_at=Greatest(F("run_at"), Now()), updated_at=Now())
+                    self._events((i, t.DEPENDENCIES_DONE.event,
+                                  {"reason": "dependency deleted"}) for i in ids)
+                    self.notify(set(jobs.filter(id__in=ids).values_list("queue", flat=True)))
+                return ids
+
+        return self.retrying(run)
+
     def with_open_dependents(self, job_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these jobs have edges still unresolved (dependents to settle)."""
         ids = list(job_ids)
@@ -221,10 +260,7 @@ STRANDED_AFTER = timedelta(seconds=5)
 
 
 def batch_counts(alias: str, batch: Batch) -> dict[str, Any]:
-    """A batch's counts: total and per state (pending: not finished yet)."""
-    by_status = dict(Job.objects.using(alias).filter(batch_id=batch.id)
-                     .values("status").annotate(n=Count("id")).values_list("status", "n"))
-    finished = {s: by_status.get(s, 0) for s in FINISHED_STATUSES}
-    return {"id": str(batch.id), "total": batch.total,
-            "pending": batch.total - sum(finished.values()),
-            **{str(s): n for s, n in finished.items()}}
+    """A batch's counts (``Batch.counts``), from one grouped query of its jobs."""
+    return batch.counts(dict(Job.objects.using(alias).filter(batch_id=batch.id)
+                             .values("status").annotate(n=Count("id"))
+                             .values_list("status", "n")))

@@ -1,5 +1,6 @@
 """Upkeep: ``reclaim`` gives back the jobs of dead workers, ``expire_jobs`` cancels pending
-jobs past their ``expires_at``, ``prune_jobs``/``prune_events`` delete old history."""
+jobs past their ``expires_at``, ``prune_jobs``/``prune_events``/``prune_batches`` delete old
+history."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from ..fingerprints import error_group
-from ..models import Job, JobEvent, Worker
+from ..models import Batch, Job, JobEvent, Worker
 from ..models import transitions as t
 from ..models.clock import Now
 from .core import StoreCore, append_error
@@ -106,6 +108,20 @@ class MaintenanceVerbs(StoreCore):
             # Count the jobs, not the wait tokens deleted with them.
             total += Job.objects.using(self.alias).filter(id__in=ids).delete()[1].get(
                 Job._meta.label, 0)
+
+    def prune_batches(self, days: float, batch: int = 1000) -> int:
+        """Delete batches created more than ``days`` ago whose jobs are all gone (pruned or
+        deleted); returns how many."""
+        total = 0
+        members = Job.objects.using(self.alias).filter(batch_id=OuterRef("id"))
+        while True:
+            ids = list(Batch.objects.using(self.alias)
+                       .filter(created_at__lt=Now() - timedelta(days=days))
+                       .filter(~Exists(members)).values_list("id", flat=True)[:batch])
+            if not ids:
+                return total
+            total += Batch.objects.using(self.alias).filter(id__in=ids).delete()[1].get(
+                Batch._meta.label, 0)
 
     def prune_events(self, days: float, batch: int = 5000) -> int:
         total = 0

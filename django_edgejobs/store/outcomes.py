@@ -17,9 +17,9 @@ from django.db.models.functions import Greatest
 
 from ..fingerprints import error_group
 from ..models import Job, JobStatus
-from ..models.job import FINISHED_STATUSES
 from ..models import transitions as t
 from ..models.clock import Now
+from ..models.job import FINISHED_STATUSES
 from .core import Finish, StoreCore, append_error, logger
 
 

@@ -141,7 +141,8 @@ LOCK_KEYS_SQL = ("SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(
 # -- finish -----------------------------------------------------------------------------------
 
 #: Complete jobs, each fenced by its lease, and write their ``completed`` events; yields the
-#: ids completed, each with whether dependents wait for it. Params: ids, lease tokens, results (JSON text), event data (JSON text).
+#: ids completed, each with whether dependents wait for it. Params: ids, lease tokens,
+#: results (JSON text), event data (JSON text).
 COMPLETE_MANY_SQL = (
     "WITH v (id, token, result, event, began, ended) AS (SELECT * FROM "
     "unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::float8[], %s::float8[])), "

@@ -7,12 +7,13 @@ own clock has milliseconds, the times Django writes microseconds (see ``models.c
 
 from __future__ import annotations
 
-from ..models import Job, JobEvent, Queue
+from ..models import Job, JobDependency, JobEvent, Queue
 from .rows import job_columns
 
 JOBS = Job._meta.db_table
 EVENTS = JobEvent._meta.db_table
 QUEUES = Queue._meta.db_table
+DEPENDENCIES = JobDependency._meta.db_table
 _COLUMNS = job_columns()
 
 #: Changes when another connection commits to the database file (the commit watcher).
@@ -81,18 +82,29 @@ _COMPLETE_MANY_UPDATE = (
     "completed_at = MAX(started_at, COALESCE(v.ended, %s)), updated_at = %s, "
     "lease_token = NULL, lease_owner = '' FROM v "
     f'WHERE "{JOBS}".id = v.id AND "{JOBS}".lease_token = v.token '
-    f'AND "{JOBS}".status = %s RETURNING "{JOBS}".id'
+    f'AND "{JOBS}".status = %s RETURNING "{JOBS}".id, '
+    # Whether dependents wait for it (the partial index of unresolved edges).
+    f'EXISTS (SELECT 1 FROM "{DEPENDENCIES}" d WHERE d.depends_on_id = "{JOBS}".id '
+    "AND NOT d.resolved)"
 )
 
 
 def complete_many_sql(count: int) -> str:
     """COMPLETE_MANY: complete ``count`` jobs, each fenced by its lease; yields the ids
-    completed (the events are ``insert_events_sql``'s). Params: (id, lease token, result as
-    JSON text, the handler's begin and end or NULLs) per job, then 'completed', now, now,
-    'processing'."""
+    completed, each with whether dependents wait for it (the events are
+    ``insert_events_sql``'s). Params: (id, lease token, result as JSON text, the handler's
+    begin and end or NULLs) per job, then 'completed', now, now, 'processing'."""
     rows = ", ".join(["(%s, %s, %s, %s, %s)"] * count)
     return (f"WITH v (id, token, result, began, ended) AS (VALUES {rows}) "
             + _COMPLETE_MANY_UPDATE)
+
+
+def open_dependents_sql(count: int) -> str:
+    """OPEN_DEPENDENTS: which of ``count`` jobs have dependency edges still unresolved (the
+    partial index of unresolved edges). Params: the job ids."""
+    marks = ", ".join(["%s"] * count)
+    return (f'SELECT DISTINCT depends_on_id FROM "{DEPENDENCIES}" '
+            f"WHERE NOT resolved AND depends_on_id IN ({marks})")
 
 
 def insert_events_sql(count: int) -> str:

@@ -50,6 +50,8 @@ def spin(payload, ctx):
         raise ValueError("from the child")
     if mode == "exit":
         os._exit(3)
+    if mode == "deps":
+        return {"deps": {str(k): v for k, v in ctx.dependency_results().items()}}
     return {"pid": os.getpid()}
 
 
@@ -179,3 +181,26 @@ def span(payload, ctx):
     time.sleep(float(payload.get("seconds", 0)))
     Span.objects.create(job_id=ctx.job_id, key=payload.get("key", ""), started=started,
                         ended=store.db_now())
+
+
+@job("qa.dag", max_attempts=1)
+def dag(payload, ctx):
+    """A node of a workflow: records its run (``Run``) and its start and end on the
+    database's clock (``Span``, key = its name); fails for good if its dependencies' results
+    are not all there (``n_deps`` of them, each the name its dependency returned), or when
+    told to (``fail``)."""
+    from django_edgejobs import PermanentError
+    from django_edgejobs.store import get_store
+
+    store = get_store()
+    started = store.db_now()
+    Run.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid())
+    results = ctx.dependency_results()
+    if payload.get("fail"):
+        raise PermanentError("told to fail")
+    if len(results) != payload.get("n_deps", 0) or (
+            not payload.get("any_result") and None in results.values()):
+        raise PermanentError(f"dependency results {results!r}")
+    Span.objects.create(job_id=ctx.job_id, key=payload["name"], started=started,
+                        ended=store.db_now())
+    return payload["name"]

@@ -116,7 +116,8 @@ def test_the_supervisor_is_the_maintenance_services_together(settings):
     assert [s.interval for s in services] == [2, 2, 2, 2, 60, 15]
     first = supervisor.run_once()
     assert set(first) == {"reclaimed", "resumed", "expired", "tokens_expired",
-                          "minutes_rolled", "jobs_pruned", "events_pruned", "workers_pruned"}
+                          "minutes_rolled", "jobs_pruned", "events_pruned", "workers_pruned",
+                          "batches_pruned"}
     assert "jobs_pruned" not in supervisor.run_once()  # the pruner waits PRUNE_INTERVAL
 
 

@@ -28,7 +28,6 @@ from django_edgejobs import (
 from django_edgejobs.models import Job, JobDependency
 from django_edgejobs.models.job import DEPENDENCIES
 from django_edgejobs.runtime.maintenance.resumer import settle_stranded
-from django_edgejobs.store import get_store
 from django_edgejobs.store.dependencies import STRANDED_AFTER
 from django_edgejobs.testing import run_jobs
 
@@ -229,7 +228,7 @@ def test_a_batch_calls_back_once_with_its_counts(ran: list) -> None:
 def test_an_empty_batch_calls_back_at_once(ran: list) -> None:
     batch = enqueue_batch([], on_complete=("t.notify", {}))
     run_jobs()
-    assert [p for n, p in ran if n == "notify"][0]["batch"]["total"] == 0
+    assert next(p for n, p in ran if n == "notify")["batch"]["total"] == 0
     assert get_batch(batch.id).status == "finished"
 
 
@@ -258,3 +257,106 @@ def test_chain_group_and_chord(ran: list) -> None:
     assert names(ran)[-1] == "sum"
     assert set(ran[-1][1].values()) == {"x", "y"}
     assert get_job(batch.on_success_job).status == "completed"
+
+
+def test_old_batches_are_pruned_once_their_jobs_are(ran: list) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_edgejobs.models import Batch
+    from django_edgejobs.runtime.maintenance.pruner import Pruner
+
+    old = enqueue_batch([{"type": "t.step", "payload": {"name": "a"}}])
+    kept = enqueue_batch([{"type": "t.step", "payload": {"name": "b"}}])
+    run_jobs()
+    long_ago = timezone.now() - timedelta(days=400)
+    Batch.objects.filter(id__in=[old.id, kept.id]).update(created_at=long_ago)
+    Job.objects.filter(batch_id=old.id).update(completed_at=long_ago)
+    assert Pruner().run_once()["batches_pruned"] == 1  # its job was pruned first
+    assert list(Batch.objects.values_list("id", flat=True)) == [kept.id]
+    assert get_batch(kept.id).completed == 1
+
+
+def test_a_dependency_expired_or_reclaimed_for_good_settles_its_dependents(ran: list) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_edgejobs.runtime.maintenance.expirer import cancel_expired_jobs
+    from django_edgejobs.runtime.maintenance.rescuer import reclaim_stuck_jobs
+
+    expiring = enqueue("t.step", {"name": "e"}, delay=60, expires=120)
+    lost = enqueue("t.step", {"name": "l"}, max_attempts=1)
+    after_expired = enqueue("t.step", {"name": "x"}, depends_on=[expiring])
+    after_lost = enqueue("t.step", {"name": "y"}, depends_on=[lost],
+                         on_dependency_failure="run")
+    Job.objects.filter(id=expiring.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    # ``lost`` was claimed by a worker that died on its last attempt.
+    Job.objects.filter(id=lost.id).update(status="processing", attempts=1,
+                                          lease_owner="gone", lease_token=uuid.uuid4())
+    assert cancel_expired_jobs() == 1
+    assert status(after_expired) == "cancelled"
+    assert reclaim_stuck_jobs(worker_timeout=0) == 1
+    assert (status(lost), status(after_lost)) == ("failed", "pending")
+
+
+def test_a_deleted_dependency_no_longer_holds_its_dependents(ran: list) -> None:
+    from datetime import timedelta
+
+    a = enqueue("t.step", {"name": "a"}, delay=3600)
+    b = enqueue("t.step", {"name": "b"}, depends_on=[a])
+    Job.objects.filter(id=a.id).delete()  # e.g. the admin's delete action
+    assert status(b) == "waiting"
+    Job.objects.filter(id=b.id).update(updated_at=Job.objects.get(id=b.id).updated_at
+                                       - STRANDED_AFTER - timedelta(seconds=1))
+    assert settle_stranded() == 1
+    assert status(b) == "pending"
+    assert get_job_events(b.id)[-1].data == {"reason": "dependency deleted"}
+    run_jobs()
+    assert names(ran) == ["b"]
+
+
+def test_a_payload_refused_with_on_invalid_fail_fails_at_once_and_settles(
+        register: Callable, ran: list) -> None:
+    from typing import TypedDict
+
+    class Named(TypedDict):
+        name: str
+
+    register("t.strict", lambda payload, ctx: None, schema=Named, on_invalid="fail")
+    a = enqueue("t.step", {"name": "a"})
+    bad, after = enqueue_many([
+        {"type": "t.strict", "payload": {"nom": 1}, "depends_on": [a]},
+        {"type": "t.step", "payload": {"name": "c"}, "depends_on": [0]}])
+    assert (bad.status, after.status) == ("failed", "cancelled")  # as returned, and stored
+    assert (status(bad), status(after)) == ("failed", "cancelled")
+    late = enqueue("t.step", {"name": "d"}, depends_on=[a])
+    run_jobs()
+    assert late.status == "waiting" and status(late) == "completed"
+    done = enqueue("t.step", {"name": "e"}, depends_on=[a])
+    assert done.status == "pending"  # what enqueue returns is what the settle made of it
+
+
+def test_a_chord_body_may_run_anyway_and_callbacks_are_checked(ran: list) -> None:
+    batch = chord([sig("t.boom", {"name": "x"}), sig("t.step", {"name": "y"})],
+                  sig("t.notify", {"sum": 1}, on_dependency_failure="run")).enqueue()
+    assert batch.on_success_job is None and batch.on_complete_job is not None
+    run_jobs()
+    assert [p["sum"] for n, p in ran if n == "notify"] == [1]
+    with pytest.raises(ValueError, match="unknown key"):
+        enqueue_batch([], on_complete={"type": "t.notify", "dely": 3})
+    with pytest.raises(ValueError, match="takes no idempotency_key of its own"):
+        enqueue_batch([], on_complete={"type": "t.notify", "idempotency_key": "k"})
+    with pytest.raises(ValueError, match="takes no depends_on of its own"):
+        enqueue_batch([], on_success={"type": "t.notify", "depends_on": [0]})
+
+
+def test_a_force_kill_handler_reads_its_dependencies_results(ran: list) -> None:
+    from django_edgejobs.runtime.worker import Worker
+
+    a = enqueue("t.step", {"name": "a"})
+    run_jobs()
+    child = enqueue("qa.spin", {"mode": "deps"}, depends_on=[a])
+    Worker(["default"], worker_id="fk").run_once()
+    assert get_job(child.id).result == {"deps": {str(a.id): "a"}}

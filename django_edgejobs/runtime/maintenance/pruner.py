@@ -22,7 +22,8 @@ def cleanup_old_job_events(days: float | None = None) -> int:
 
 class Pruner(Service):
     """Every ``PRUNE_INTERVAL``: finished jobs past ``KEEP_FINISHED_DAYS``, events past
-    ``KEEP_EVENTS_DAYS`` and worker rows silent for a day."""
+    ``KEEP_EVENTS_DAYS``, worker rows silent for a day, and batches older than
+    ``KEEP_FINISHED_DAYS`` with no job left."""
 
     name = "pruner"
 
@@ -36,4 +37,5 @@ class Pruner(Service):
     def run_once(self) -> dict[str, int]:
         return {"jobs_pruned": cleanup_old_jobs(),
                 "events_pruned": cleanup_old_job_events(),
-                "workers_pruned": get_store().prune_workers(older_than=WORKER_ROWS_KEPT_SECONDS)}
+                "workers_pruned": get_store().prune_workers(older_than=WORKER_ROWS_KEPT_SECONDS),
+                "batches_pruned": get_store().prune_batches(get_settings().KEEP_FINISHED_DAYS)}

@@ -15,12 +15,13 @@ def resume_due_waits() -> int:
 def settle_stranded() -> int:
     """Settle the dependents of jobs that finished a while ago with dependency edges still
     unresolved: the settle after their outcome never ran (the worker died between the
-    commit and it, or the database refused it). Returns how many jobs it settled for."""
+    commit and it, or the database refused it); and make due the jobs left waiting with no
+    dependency at all (one was deleted). Returns how many jobs it settled or made due."""
     store = get_store()
     ids = store.stranded()
     if ids:
         store.settle(ids)
-    return len(ids)
+    return len(ids) + len(store.release_orphans())
 
 
 class Resumer(SupervisorService):
