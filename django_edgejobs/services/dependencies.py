@@ -130,25 +130,35 @@ def check_known(alias: str, waiting: Sequence[Job], jobs: Sequence[Job]) -> None
 def link(store: Any, written: list, jobs: list) -> None:
     """In the enqueue's transaction: the edges of the jobs just inserted that wait for
     others (a job whose idempotency key found an existing one keeps that one's), settled
-    at once against dependencies already finished; and once more after the commit, taking
-    the dependencies' row locks (one finishing at that moment is waited for)."""
+    at once against dependencies already finished; and, for the dependencies written before
+    this call, once more after the commit, taking their row locks (one finishing at that
+    moment is waited for). A job of this call cannot be finished by a statement that did not
+    see the commit, so its own edges need no second look."""
     stored = {id(built): job for built, job in zip(jobs, written, strict=True)}
-    edges = []
+    inserted = {job.id for built, job in zip(jobs, written, strict=True) if job is built}
+    edges, older, failed = [], set(), set()
     for built, job in zip(jobs, written, strict=True):
         if job is not built or not getattr(built, "depends_on_refs", None):
             continue
         for ref in built.depends_on_refs:
-            target = stored[id(ref)].id if isinstance(ref, Job) else ref
-            edges.append((job.id, target, built.on_dependency_failure))
+            target = stored[id(ref)] if isinstance(ref, Job) else None
+            target_id = target.id if target is not None else ref
+            if target_id not in inserted:
+                older.add(target_id)  # written before (or found by an idempotency key)
+            elif target is not None and target.status == JobStatus.FAILED:
+                failed.add(target_id)  # refused by its schema (on_invalid="fail")
+            edges.append((job.id, target_id, built.on_dependency_failure))
     if not edges:
         return
-    settled = store.link(edges)
+    settled = store.link(edges, older | failed)
     for job in written:  # what the enqueue returns says what the settle made of it
         if job.id in settled.ready:
             job.status, job.wait_token = JobStatus.PENDING, ""
         elif job.id in settled.cancelled:
             job.status, job.wait_token = JobStatus.CANCELLED, ""
-    upstream = sorted({dep for _, dep, _ in edges})
+    if not older:
+        return
+    upstream = sorted(older)
 
     def settle() -> None:
         try:

@@ -59,18 +59,21 @@ class Settled:
 class DependencyVerbs(StoreCore):
     """``link``, ``settle``, ``revive``, ``stranded``, ``dependency_results``."""
 
-    def link(self, edges: Iterable[tuple[uuid.UUID, uuid.UUID, str]]) -> Settled:
+    def link(self, edges: Iterable[tuple[uuid.UUID, uuid.UUID, str]],
+             finished: Iterable[uuid.UUID]) -> Settled:
         """Write the edges (dependent, dependency, on_failure) of jobs just inserted (waiting
-        for their dependencies), inside the enqueue's transaction, and settle at once the
-        dependencies already finished (returns what that settled). The caller settles the
-        rest once more after its commit (``settle(..., lock=True)``)."""
+        for their dependencies), inside the enqueue's transaction, and settle at once those
+        of ``finished`` (the dependencies that may have finished already: those written
+        before this transaction, and any of its own it failed) that have; returns what that
+        settled. The caller settles the older ones once more after its commit
+        (``settle(..., lock=True)``)."""
         rows = [JobDependency(job_id=job, depends_on_id=dep, on_failure=on_failure)
                 for job, dep, on_failure in edges]
         if not rows:
             return Settled()
         with transaction.atomic(using=self.alias, savepoint=False):
             JobDependency.objects.using(self.alias).bulk_create(rows)
-            return self._settle({row.depends_on_id for row in rows}, lock=False)
+            return self._settle(set(finished), lock=False)
 
     def settle(self, job_ids: Iterable[uuid.UUID], *, lock: bool = False) -> Settled:
         """Resolve the edges waiting for these jobs, those of them that have finished; in one

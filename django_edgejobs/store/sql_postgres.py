@@ -154,7 +154,12 @@ COMPLETE_MANY_SQL = (
     "completed_at = GREATEST(t.started_at, statement_timestamp() "
     "- COALESCE(v.ended, 0) * interval '1 second'), updated_at = statement_timestamp(), "
     "lease_token = NULL, lease_owner = '' FROM v "
-    "WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'processing' "
+    # ``status || ''``: an expression no index matches, so each row is found by its primary
+    # key. With ``status = 'processing'`` the planner may read every processing job through
+    # the partial index, whose statistics (taken while the jobs were pending) call it nearly
+    # empty: a nested loop of the batch over thousands of jobs when a completer has fallen
+    # behind (1.7 s for 500 outcomes against 10,000 processing jobs, instead of 18 ms).
+    "WHERE t.id = v.id AND t.lease_token = v.token AND t.status || '' = 'processing' "
     "RETURNING t.id, v.event), "
     f'e AS (INSERT INTO "{EVENTS}" (job_id, type, data, created_at) '
     "SELECT id, 'completed', event::jsonb, statement_timestamp() FROM u) "
