@@ -456,21 +456,22 @@ def report(runs: list[dict[str, Any]], m: dict[str, Any], args: argparse.Namespa
         "writes them in batches (up to 500; on PostgreSQL one statement, which also says "
         "which of the jobs have unresolved edges) and then, after that commit and before its "
         "next batch, settles those edges: they are resolved under their row locks, the "
-        "dependent's row is locked (`SELECT … FOR UPDATE`) and its unresolved edges counted, "
-        "and the transaction that counts none left makes it due and sends the queue's NOTIFY "
+        "dependent's row is locked (`SELECT … FOR UPDATE`) and its open edges looked for (one "
+        "probe of a partial index), and the transaction that finds none left makes it due and "
+        "sends the queue's NOTIFY "
         "(PostgreSQL; on SQLite the workers' file watch wakes them). So the callback waits "
         "for no poll, nor for the resumer, whose sweep of stranded edges (5 s after the job "
         "finished, `STRANDED_AFTER`, then the next `SUPERVISOR_INTERVAL`) is only for a "
         "settle that never ran (a worker that died between its commit and it). It waits for "
-        "the completers: a fan-in's settles all lock the one callback row and each counts the "
-        "edges it has left, so a batch costs more than a plain one; meanwhile the handler "
-        "threads go on claiming and running members, whose outcomes queue for the completer "
-        "(their jobs stay `processing` until written). The column *last dependency's "
-        "completion committed* is that queue: the callback is made due shortly after that "
-        "commit, by the settle that follows it. On PostgreSQL the queue can feed itself: a "
-        "completer that has fallen behind writes bigger batches while more jobs sit in "
-        "`processing`, and each completion statement then takes longer, which is why the "
-        "fan-out/fan-in's drain spreads so widely between repetitions there.",
+        "the completers: a fan-in's settles all lock the one callback row, one after another, "
+        "so a batch costs more than a plain one; meanwhile the handler threads go on claiming "
+        "and running members, whose outcomes queue for the completer (their jobs stay "
+        "`processing` until written). The column *last dependency's completion committed* is "
+        "that queue: the callback is made due shortly after that commit, by the settle that "
+        "follows it. (Before 03fd786 PostgreSQL's completion statement could read every "
+        "`processing` job for each batch, so a completer that fell behind fell further: this "
+        "chord then drained 4.7x slower than plain, its callback 5.2 s after its last "
+        "member.)",
     ]
     return lines
 

@@ -48,8 +48,8 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('description', models.CharField(blank=True, default='', max_length=200)),
                 ('total', models.PositiveIntegerField(default=0)),
-                ('on_complete_job', models.UUIDField(blank=True, null=True)),
-                ('on_success_job', models.UUIDField(blank=True, null=True)),
+                ('on_complete_job', models.UUIDField(blank=True, db_index=True, null=True)),
+                ('on_success_job', models.UUIDField(blank=True, db_index=True, null=True)),
                 ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={

@@ -34,9 +34,10 @@ class Batch(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     description = models.CharField(max_length=200, blank=True, default="")
     total = models.PositiveIntegerField(default=0)
-    #: The callback jobs (NULL: none). Plain ids: the callbacks outlive nothing here.
-    on_complete_job = models.UUIDField(null=True, blank=True)
-    on_success_job = models.UUIDField(null=True, blank=True)
+    #: The callback jobs (NULL: none). Plain ids, indexed: a settle that makes jobs due
+    #: looks up whether they are a batch's callbacks (their payload gets the counts).
+    on_complete_job = models.UUIDField(null=True, blank=True, db_index=True)
+    on_success_job = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

@@ -115,7 +115,7 @@ class DependencyVerbs(StoreCore):
                 break
             edges.filter(id__in=[e[0] for e in open_edges]).update(resolved=True)
             # The dependents still waiting for their dependencies, locked in id order: from
-            # here on no other settler can count their edges until this one commits.
+            # here on no other settler can look at their open edges until this one commits.
             dependents = sorted({e[1] for e in open_edges})
             waiting = set(jobs.filter(id__in=dependents, status=JobStatus.WAITING,
                                       wait_token=DEPENDENCIES)

@@ -394,3 +394,38 @@ def test_a_page_follows_a_job_to_completion_with_the_status_script(browser, live
     assert all(u.startswith("processing") for u in updates[1:-1])
     assert 304 in statuses and statuses.count(200) == len(updates)
     context.close()
+
+
+def test_a_jobs_graph_leads_to_its_dependency_and_its_batch_fits(page, shots):  # type: ignore[no-untyped-def]
+    """The dependency graph is drawn (a node per job, the page's job in the middle), a click
+    on a dependency's node opens that job's page; a batch page and its job list fit 1280 px
+    and a phone's width."""
+    from django_edgejobs import enqueue_batch
+
+    first = enqueue("shop.send_email", {"to": "ann@example.com"}, delay=timedelta(hours=1))
+    then = enqueue("shop.send_email", {"to": "bob@example.com"}, depends_on=[first])
+    batch = enqueue_batch([{"type": "shop.send_email", "payload": {"to": f"u{i}@example.com"}}
+                           for i in range(5)], on_complete=("shop.send_email", {"to": "ops"}),
+                          description="welcome wave")
+    page.goto(f"{page.base}/admin/django_edgejobs/job/{then.pk}/change/")
+    page.wait_for_selector("#job-dependency-graph")
+    nodes = page.locator("#job-dependency-graph .ej-node")
+    assert nodes.count() == 2
+    assert page.locator("#job-dependency-graph a").count() == 1  # the page's job is no link
+    page.screenshot(path=str(shots / "admin-job-dependencies.png"), full_page=True)
+    page.click(f"#job-dependency-graph [data-job='{first.pk}']")
+    page.wait_for_selector("#job-dependency-graph")
+    assert f"/job/{first.pk}/change/" in page.url
+    for width in (1280, PHONE["width"]):
+        page.set_viewport_size({"width": width, "height": 900})
+        for url in (f"batch/{batch.pk}/change/", "batch/", f"job/?batch={batch.pk}",
+                    f"job/{batch.on_complete_job}/change/"):
+            page.goto(f"{page.base}/admin/django_edgejobs/{url}")
+            page.wait_for_selector("#content-main")
+            wide = page.evaluate("""(w) => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > w + 1)
+                .map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' +
+                     Math.round(e.getBoundingClientRect().right)).slice(0, 12)""", width)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (url, wide)
+    page.goto(f"{page.base}/admin/django_edgejobs/batch/{batch.pk}/change/")
+    assert page.inner_text("#batch-finished") == "0 of 5 finished"

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_edgejobs import add_cron, enqueue, get_job, pause_queue
+from django_edgejobs import add_cron, enqueue, enqueue_batch, get_job, pause_queue
 from django_edgejobs.models import CronSchedule, Job, JobEvent, WaitToken, Worker
 from tests.admin.conftest import make_job
 
@@ -51,20 +51,24 @@ def world(register, settings):  # type: ignore[no-untyped-def]
     token = WaitToken.objects.create(job=pending, tags=[SCRIPT], output={"o": IMG})
     schedule = add_cron(f"c{IMG}", "0 2 * * *", SCRIPT, {"p": SCRIPT})
     pause_queue(IMG)  # the dashboard shows it with its button
+    # Workflows: a batch with a hostile description, whose callback waits for a hostile job.
+    batch = enqueue_batch([{"type": SCRIPT, "payload": {"b": SCRIPT}}],
+                          on_complete=(SCRIPT, {"c": IMG}), description=SCRIPT)
     return {"hostile": get_job(hostile.pk), "pending": pending, "failed": failed,
-            "running": running, "token": token, "schedule": schedule}
+            "running": running, "token": token, "schedule": schedule, "batch": batch,
+            "callback": get_job(batch.on_complete_job)}
 
 
 def pages(world) -> list[str]:  # type: ignore[no-untyped-def]
     """Every admin page of the app that answers GET."""
-    jobs = [world[k] for k in ("hostile", "pending", "failed", "running")]
+    jobs = [world[k] for k in ("hostile", "pending", "failed", "running", "callback")]
     out = [reverse("admin:index"), reverse("admin:app_list", args=["django_edgejobs"]),
            reverse("admin:django_edgejobs_dashboard"),
            reverse("admin:django_edgejobs_dashboard") + "?refresh=10",
            reverse("admin:django_edgejobs_failures"),
            reverse("admin:django_edgejobs_failures") + f"?since=all&x={SCRIPT}",
            reverse("admin:django_edgejobs_cache") + "?cache=edge&prefix=k:"]
-    for model in ("job", "jobevent", "waittoken", "cronschedule", "worker"):
+    for model in ("job", "jobevent", "waittoken", "cronschedule", "worker", "batch"):
         out.append(reverse(f"admin:django_edgejobs_{model}_changelist"))
     for query in ("status=failed", "attention=stuck", "attention=overdue", "attention=due",
                   "finished=24h", f"q={SCRIPT}", "error_group=0123456789ab",
@@ -86,7 +90,9 @@ def pages(world) -> list[str]:  # type: ignore[no-untyped-def]
             reverse("admin:django_edgejobs_cronschedule_delete", args=[world["schedule"].pk]),
             reverse("admin:django_edgejobs_cronschedule_add"),
             reverse("admin:django_edgejobs_worker_change", args=[f"w{IMG}"]),
-            reverse("admin:django_edgejobs_jobevent_changelist") + f"?job_id={world['hostile'].pk}"]
+            reverse("admin:django_edgejobs_jobevent_changelist") + f"?job_id={world['hostile'].pk}",
+            reverse("admin:django_edgejobs_batch_change", args=[world["batch"].pk]),
+            reverse(JOBS) + f"?batch={world['batch'].pk}", reverse(JOBS) + f"?batch={SCRIPT}"]
     return out
 
 

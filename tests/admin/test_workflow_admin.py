@@ -186,10 +186,10 @@ def test_batch_list_and_detail_show_the_counts_after_the_jobs_ran(admin_client, 
     response = admin_client.get(reverse(BATCHES))
     assert response.status_code == 200
     rows = {b.id: b.edgejobs_counts for b in response.context["cl"].result_list}
-    assert rows[batch.id] == {"total": 4, "pending": 0, "completed": 3, "failed": 1,
-                              "cancelled": 0}
-    assert rows[running.id] == {"total": 2, "pending": 2, "completed": 0, "failed": 0,
-                                "cancelled": 0}
+    assert rows[batch.id] == {"id": str(batch.id), "total": 4, "pending": 0, "completed": 3,
+                              "failed": 1, "cancelled": 0}
+    assert rows[running.id] == {"id": str(running.id), "total": 2, "pending": 2,
+                                "completed": 0, "failed": 0, "cancelled": 0}
     html = response.content.decode()
     assert "nightly import" in html and "later" in html
     assert "3 completed, 1 failed, 0 cancelled, 0 pending" in html
