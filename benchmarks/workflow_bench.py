@@ -52,6 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flow_bench import reset  # empties every table of the app, as flow_bench's drains do
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / ".out"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -98,15 +100,6 @@ def setup(database: str) -> dict[str, str]:
 
     call_command("migrate", verbosity=0)
     return env
-
-
-def reset() -> None:
-    from django.apps import apps
-    from django.core.management.color import no_style
-    from django.db import connection
-
-    tables = [m._meta.db_table for m in apps.get_app_config("django_edgejobs").get_models()]
-    connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), tables))
 
 
 def run_workers(env: dict[str, str], workers: int, concurrency: int, timeout: float) -> None:

@@ -322,6 +322,16 @@ def enqueue_many(items: Iterable[Mapping[str, Any]]) -> list:
     return [None if j is None else next(written) for j in jobs]
 
 
+def check_item(item: Mapping[str, Any], where: str) -> None:
+    """An item of ``enqueue_many`` (or a batch's callback) has a type, and nothing but a
+    payload and ``enqueue`` options besides; else ``ValueError`` naming ``where``."""
+    if "type" not in item:
+        raise ValueError(f"{where} has no 'type'")
+    extra = set(item) - OPTION_KEYS - {"type", "payload"}
+    if extra:
+        raise ValueError(f"{where} has unknown key(s) {', '.join(sorted(map(str, extra)))}")
+
+
 def enqueue_many_items(builder: _Builder, items: Iterable[Mapping[str, Any]],
                        where: str = "enqueue_many") -> list:
     """The jobs of ``enqueue_many`` items, built and checked (nothing written); ``depends_on``
@@ -332,12 +342,7 @@ def enqueue_many_items(builder: _Builder, items: Iterable[Mapping[str, Any]],
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise ValueError(f"{where}: item {index} must be a dict, got {type(item).__name__}")
-        if "type" not in item:
-            raise ValueError(f"{where}: item {index} has no 'type'")
-        extra = set(item) - OPTION_KEYS - {"type", "payload"}
-        if extra:
-            raise ValueError(f"{where}: item {index} has unknown key(s) "
-                             f"{', '.join(sorted(map(str, extra)))}")
+        check_item(item, f"{where}: item {index}")
         options = {k: val for k, val in item.items() if k not in ("type", "payload")}
         jobs.append(builder.build(item["type"], item.get("payload"), f"{where} item {index}",
                                   options))

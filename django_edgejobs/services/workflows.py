@@ -18,7 +18,7 @@ from ..models import Batch, Job, JobStatus
 from ..models.job import DEPENDENCIES
 from ..store import get_store
 from ..store.dependencies import batch_counts
-from .enqueue import OPTION_KEYS, _Builder, _write, enqueue_many_items
+from .enqueue import _Builder, _write, check_item, enqueue_many_items
 from .jobs import parse_job_id
 
 
@@ -57,12 +57,7 @@ def _callback(value: Any, where: str) -> dict[str, Any] | None:
     else:
         raise ValueError(f"enqueue_batch: {where} must be (type, payload), a sig() or a dict "
                          f"with 'type', got {value!r}")
-    if "type" not in spec:
-        raise ValueError(f"enqueue_batch: {where} has no 'type'")
-    unknown = set(spec) - OPTION_KEYS - {"type", "payload"}
-    if unknown:
-        raise ValueError(f"enqueue_batch: {where} has unknown key(s) "
-                         f"{', '.join(sorted(map(str, unknown)))}")
+    check_item(spec, f"enqueue_batch: {where}")
     refused = {"depends_on", "on_dependency_failure", "idempotency_key"} & {
         k for k, v in spec.items() if v is not None}
     if refused:
