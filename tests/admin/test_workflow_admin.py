@@ -296,3 +296,24 @@ def test_batch_pages_need_a_view_permission(client, staff):
 
 def test_the_batch_filter_refuses_a_nul_character(admin_client):
     assert admin_client.get(reverse(JOBS), {"batch": "a\x00b"}).status_code == 400
+
+
+def test_retrying_the_failed_dependency_from_the_list_revives_its_dependents(
+        admin_client, outcomes):  # type: ignore[no-untyped-def]
+    """The admin's Retry action on a failed job brings back the jobs its failure cancelled,
+    and they run once it completes."""
+    failing = enqueue("t.boom")
+    after = enqueue("t.ok", depends_on=[failing])
+    then = enqueue("t.ok", depends_on=[after])
+    run_jobs()
+    assert set(Job.objects.filter(id__in=[after.id, then.id]).values_list(
+        "status", flat=True)) == {"cancelled"}
+    Job.objects.filter(id=failing.id).update(type="t.ok")  # the cause was fixed
+    response = admin_client.post(reverse("admin:django_edgejobs_job_changelist"), {
+        "action": "retry_selected", "index": "0", "_selected_action": [str(failing.pk)]})
+    assert response.status_code == 302
+    assert set(Job.objects.filter(id__in=[after.id, then.id]).values_list(
+        "status", flat=True)) == {"waiting"}
+    run_jobs()
+    assert set(Job.objects.filter(id__in=[failing.id, after.id, then.id]).values_list(
+        "status", flat=True)) == {"completed"}
