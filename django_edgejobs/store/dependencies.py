@@ -134,8 +134,8 @@ class DependencyVerbs(StoreCore):
                                "dependency_status": str(why[job_id][1])})
                              for job_id in cancel)
                 done.cancelled += cancel
-            cancelled = set(cancel)
-            rest = [j for j in dependents if j in waiting and j not in cancelled]
+            gone = set(cancel)
+            rest = [j for j in dependents if j in waiting and j not in gone]
             # Read after the dependents' locks: the edges other settlers resolved are seen.
             ready = sorted(jobs.filter(id__in=rest).filter(~Exists(
                 edges.filter(job_id=OuterRef("id"), resolved=False))).values_list(
